@@ -1,0 +1,89 @@
+//! Settling in-memory deliveries.
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use wharf::{Acker, BoxError, Outcome};
+
+use crate::topic::{GroupIndex, Topic, Wake};
+
+/// Settles one in-memory delivery.
+///
+/// Dropping it unsettled puts the message back at the front of its group's queue (the
+/// attempt count goes up on the redelivery), so a crashed or cancelled consumer loses
+/// nothing.
+#[derive(Debug)]
+pub struct MemoryAcker {
+    topic: Arc<Topic>,
+    group: GroupIndex,
+    offset: u64,
+    settled: bool,
+}
+
+impl MemoryAcker {
+    pub(crate) fn new(topic: Arc<Topic>, group: GroupIndex, offset: u64) -> Self {
+        MemoryAcker {
+            topic,
+            group,
+            offset,
+            settled: false,
+        }
+    }
+
+    fn apply(&mut self, outcome: Outcome) {
+        self.settled = true;
+        let mut wake = Wake::default();
+        let delay = self
+            .topic
+            .lock()
+            .settle(self.group, self.offset, outcome, &mut wake);
+        wake.wake();
+        if let Some(delay) = delay {
+            self.schedule(delay);
+        }
+    }
+
+    /// Redelivers after `delay` on tokio's clock (so `tokio::time::pause` skips it).
+    fn schedule(&self, delay: std::time::Duration) {
+        let topic = self.topic.clone();
+        let (group, offset) = (self.group, self.offset);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    topic.redeliver_now(group, offset);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "settled outside a tokio runtime; redelivering without the requested delay"
+                );
+                topic.redeliver_now(group, offset);
+            }
+        }
+    }
+}
+
+impl Acker for MemoryAcker {
+    type Future = Ready<Result<(), BoxError>>;
+
+    fn settle(mut self, outcome: Outcome) -> Self::Future {
+        self.apply(outcome);
+        ready(Ok(()))
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.apply(Outcome::RETRY_NOW);
+        }
+    }
+}
+
+// Used by `Debug` of `MemoryAcker`.
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic").field("name", &self.name).finish()
+    }
+}

@@ -1,0 +1,146 @@
+//! The traits a broker adapter implements.
+//!
+//! An adapter gives the runtime three things:
+//!
+//! - a [`Subscriber`]: a stream of [`Delivery`]s, each a [`Message`] plus an [`Acker`];
+//! - an [`Acker`] per delivery that settles it exactly once with the final [`Outcome`];
+//! - a [`Publisher`] that returns only once the broker confirmed the message, used for
+//!   producing, for redelivery copies and for dead letters.
+//!
+//! plus [`Capabilities`] saying honestly what the broker promises.
+//!
+//! # The acker contract
+//!
+//! - `settle` is called at most once per delivery, by the runtime.
+//! - `Ack` removes the message; `Retry { after }` makes it come back after about `after`
+//!   (natively where the broker can, without blocking other messages) with its attempt
+//!   count incremented; `DeadLetter` goes to the adapter's native dead-letter path, where
+//!   it has one (see [`Capabilities::native_dead_letter`]); `Drop` removes it.
+//! - **Dropping an unsettled acker must not lose the message**: the broker redelivers it
+//!   (an AMQP channel closes, a Kafka offset is not committed, an in-memory message goes
+//!   back to the queue). That is the guarantee behind "nothing in flight is lost on a
+//!   crash".
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::Stream;
+
+use crate::error::{BoxError, Error, PublishError};
+use crate::message::Message;
+use crate::outcome::Outcome;
+
+/// A received message and the handle that settles it.
+#[derive(Debug)]
+pub struct Delivery<A> {
+    message: Message,
+    acker: A,
+}
+
+impl<A> Delivery<A> {
+    /// A delivery of `message` settled through `acker`.
+    pub fn new(message: Message, acker: A) -> Self {
+        Delivery { message, acker }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Splits into message and acker.
+    pub fn into_parts(self) -> (Message, A) {
+        (self.message, self.acker)
+    }
+}
+
+/// Settles one delivery.
+///
+/// See the [module docs](self#the-acker-contract) for the contract.
+pub trait Acker: Send + 'static {
+    /// The future `settle` returns; adapters that need no I/O return a ready future.
+    type Future: Future<Output = Result<(), BoxError>> + Send + 'static;
+
+    /// Settles the delivery with the final outcome.
+    fn settle(self, outcome: Outcome) -> Self::Future;
+}
+
+/// A stream of deliveries from one source (queue, topic subscription, subject).
+///
+/// The stream yields `Err` for problems the adapter reports but survives (a failed
+/// reconnect attempt, say); it ends (`None`) when the subscription is closed for good.
+/// The runtime pulls only when it has room for another message, so an adapter should
+/// fetch no more than its prefetch ahead.
+pub trait Subscriber:
+    Stream<Item = Result<Delivery<<Self as Subscriber>::Acker>, Error>> + Send + Unpin + 'static
+{
+    /// The acker of this adapter's deliveries.
+    type Acker: Acker;
+
+    /// What the broker promises.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Closes the subscription after the runtime has settled everything it received.
+    /// Messages fetched but never handed out go back to the broker.
+    fn close(self) -> impl Future<Output = Result<(), Error>> + Send
+    where
+        Self: Sized;
+}
+
+/// Publishes messages and waits for the broker's confirmation.
+///
+/// Object-safe, so layers can hold an `Arc<dyn Publisher>`.
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes `message` to `destination` (a topic, queue, subject or exchange routing
+    /// key, as the adapter documents) and returns once the broker confirmed it.
+    ///
+    /// The message keeps its id (as the broker's message id or the `wharf-message-id`
+    /// header), key, headers and payload. A failure hands the message back.
+    async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError>;
+}
+
+#[async_trait]
+impl<P: Publisher + ?Sized> Publisher for Arc<P> {
+    async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
+        (**self).publish(destination, message).await
+    }
+}
+
+#[async_trait]
+impl<P: Publisher + ?Sized> Publisher for Box<P> {
+    async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
+        (**self).publish(destination, message).await
+    }
+}
+
+/// What a broker promises, as declared by its adapter.
+///
+/// Tests (the conformance suite) and layers read it; it is never a place to be
+/// optimistic. Start from [`Capabilities::default`] (nothing promised) and set what holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Settlements mean something: an unacked message is not lost. (Core NATS: `false`.)
+    pub acknowledgements: bool,
+    /// Messages survive a broker restart.
+    pub persistent: bool,
+    /// A message left unsettled when its subscriber closes is delivered again.
+    pub redelivers_unacked: bool,
+    /// Messages with the same key are delivered in publish order.
+    pub ordered_per_key: bool,
+    /// Subscribers in one group share the messages (competing consumers).
+    pub competing_consumers: bool,
+    /// Separate groups each receive every message.
+    pub fan_out_groups: bool,
+    /// `Retry { after }` delays the message natively without blocking other messages.
+    pub native_delay: bool,
+    /// The broker counts delivery attempts (so `Message::attempt` survives a crash).
+    pub broker_attempt_count: bool,
+    /// `DeadLetter` settled without a dead-letter layer goes to a native dead-letter place.
+    pub native_dead_letter: bool,
+    /// Messages published before a group first subscribes are delivered to it, once the
+    /// adapter's topology for the group exists.
+    pub retains_before_subscribe: bool,
+}

@@ -1,0 +1,247 @@
+//! The consumer runtime: source → stack → settle, with bounded concurrency.
+//!
+//! A [`Consumer`] pulls deliveries from a [`Subscriber`], calls the stack (any
+//! `tower::Service<Message, Response = Outcome>`) and settles each delivery **exactly
+//! once** with the final outcome. In detail:
+//!
+//! - **Backpressure.** `poll_ready` is called on the stack before each pull, and no more
+//!   than [`max_in_flight`](Consumer::max_in_flight) deliveries are held unsettled. A
+//!   concurrency or rate limit in the stack slows the pulls from the broker instead of
+//!   filling a buffer.
+//! - **Ordering.** With the default [`Ordering::PerKey`], messages with the same key run
+//!   one after another and different keys run in parallel. A message waiting behind its
+//!   key holds only that key's lane.
+//! - **Settlement.** The stack's outcome is settled through the delivery's acker.
+//!   Errors that no layer turned into an outcome are mapped here: transient ⇒ `Retry`
+//!   after [`retry_delay`](Consumer::retry_delay), permanent ⇒ `DeadLetter`. A panic is
+//!   caught and settled `Retry`. Settlements run concurrently with other work.
+//! - **Shutdown.** When the shutdown future resolves (or the source ends), the consumer
+//!   stops pulling, lets in-flight work finish until
+//!   [`shutdown_timeout`](Consumer::shutdown_timeout), settles whatever is unfinished as
+//!   `Retry` (never dead-lettered), waits for the settlements, and closes the
+//!   subscriber. Nothing received is lost.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wharf::{Consumer, Handler, HandlerError, Message};
+//! # use wharf::adapter::{Acker, Capabilities, Delivery, Subscriber};
+//! # use wharf::{BoxError, Outcome};
+//! # struct Empty;
+//! # impl futures_util::Stream for Empty {
+//! #     type Item = Result<Delivery<NoAck>, wharf::Error>;
+//! #     fn poll_next(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> { std::task::Poll::Ready(None) }
+//! # }
+//! # struct NoAck;
+//! # impl Acker for NoAck {
+//! #     type Future = std::future::Ready<Result<(), BoxError>>;
+//! #     fn settle(self, _: Outcome) -> Self::Future { std::future::ready(Ok(())) }
+//! # }
+//! # impl Subscriber for Empty {
+//! #     type Acker = NoAck;
+//! #     fn capabilities(&self) -> Capabilities { Capabilities::default() }
+//! #     async fn close(self) -> Result<(), wharf::Error> { Ok(()) }
+//! # }
+//! # async fn example() -> Result<(), wharf::Error> {
+//! # let subscriber = Empty;
+//! async fn handle(msg: Message) -> Result<(), HandlerError> {
+//!     println!("got {}", msg.id());
+//!     Ok(())
+//! }
+//!
+//! let summary = Consumer::new("billing-orders", subscriber, handle.into_service())
+//!     .owner("team-billing")
+//!     .max_in_flight(256)
+//!     .shutdown_timeout(Duration::from_secs(30))
+//!     .run(wharf::shutdown::signal())
+//!     .await?;
+//! println!("{summary:?}");
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(example()).unwrap();
+//! ```
+
+mod job;
+mod lanes;
+mod runner;
+
+pub use lanes::Ordering;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tower::Service;
+
+use crate::adapter::Subscriber;
+use crate::error::{BoxError, Error};
+use crate::message::Message;
+use crate::outcome::Outcome;
+use job::Settling;
+use runner::{Limits, Runner};
+
+/// Drives a subscriber through a service stack. See the [module docs](self).
+pub struct Consumer<S, Svc> {
+    name: String,
+    owner: Option<String>,
+    subscriber: S,
+    service: Svc,
+    max_in_flight: usize,
+    ordering: Ordering,
+    shutdown_timeout: Duration,
+    settle_timeout: Duration,
+    retry_delay: Duration,
+}
+
+impl<S, Svc> Consumer<S, Svc>
+where
+    S: Subscriber,
+    Svc: Service<Message, Response = Outcome> + Send + 'static,
+    Svc::Error: Into<BoxError>,
+    Svc::Future: Send + 'static,
+{
+    /// A consumer named `name` (used in logs, metrics and dead-letter headers; make it
+    /// unique per logical consumer) reading `subscriber` through `service`.
+    pub fn new(name: impl Into<String>, subscriber: S, service: Svc) -> Self {
+        Consumer {
+            name: name.into(),
+            owner: None,
+            subscriber,
+            service,
+            max_in_flight: 64,
+            ordering: Ordering::PerKey,
+            shutdown_timeout: Duration::from_secs(30),
+            settle_timeout: Duration::from_secs(10),
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+
+    /// Who owns this consumer (a team or service), for operators. Logged at start-up.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Most deliveries held unsettled at once (default 64). Must be at least 1.
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// Which messages run one after another (default [`Ordering::PerKey`]).
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.ordering = ordering;
+        self
+    }
+
+    /// How long in-flight work may finish after shutdown is requested (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long settlements may take once the shutdown deadline passed (default 10 s).
+    pub fn settle_timeout(mut self, timeout: Duration) -> Self {
+        self.settle_timeout = timeout;
+        self
+    }
+
+    /// Redelivery delay for a transient error or panic that no layer handled (default
+    /// 1 s). The retry layer sets its own backoff.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs until `shutdown` resolves or the subscriber ends, then drains and closes.
+    ///
+    /// Returns what happened, or the first error that stopped the consumer (invalid
+    /// settings are reported before anything is pulled).
+    pub async fn run<F>(self, shutdown: F) -> Result<Summary, Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.name.trim().is_empty() {
+            return Err(Error::config("name", "the consumer name must not be empty"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::config("max_in_flight", "must be at least 1"));
+        }
+        let capabilities = self.subscriber.capabilities();
+        let span = tracing::info_span!("consumer", name = %self.name, owner = self.owner.as_deref().unwrap_or("unowned"));
+        let _enter = span.enter();
+        tracing::info!(
+            max_in_flight = self.max_in_flight,
+            ordering = ?self.ordering,
+            "consumer starting"
+        );
+        drop(_enter);
+
+        let limits = Limits {
+            max_in_flight: self.max_in_flight,
+            ordering: self.ordering,
+            shutdown_timeout: self.shutdown_timeout,
+            settle_timeout: self.settle_timeout,
+            settling: Settling {
+                retry_delay: self.retry_delay,
+                native_dead_letter: capabilities.native_dead_letter,
+            },
+        };
+        let mut runner = Runner::new(self.subscriber, self.service, limits, Box::pin(shutdown));
+        std::future::poll_fn(|cx| {
+            let _enter = span.enter();
+            runner.poll_run(cx)
+        })
+        .await;
+
+        let summary = runner.summary;
+        let error = runner.error.take();
+        let closed = runner.into_subscriber().close().await;
+        let _enter = span.enter();
+        tracing::info!(?summary, "consumer stopped");
+        match (error, closed) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(summary),
+        }
+    }
+}
+
+impl<S, Svc> fmt::Debug for Consumer<S, Svc> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("ordering", &self.ordering)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a consumer did during one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Deliveries pulled from the subscriber.
+    pub received: u64,
+    /// Settled `Ack` (including dead letters the dead-letter layer published).
+    pub acked: u64,
+    /// Settled `Retry` (including those interrupted by the shutdown deadline).
+    pub retried: u64,
+    /// Settled `DeadLetter` through the adapter's native path.
+    pub dead_lettered: u64,
+    /// Settled `Drop`.
+    pub dropped: u64,
+    /// Settlements the adapter reported as failed (the broker redelivers those).
+    pub settle_failures: u64,
+    /// Deliveries the shutdown deadline interrupted (settled `Retry`).
+    pub interrupted: u64,
+    /// Settlements still pending at the settle timeout, left to the broker's redelivery.
+    pub abandoned: u64,
+    /// Errors the subscriber reported while continuing.
+    pub source_errors: u64,
+}

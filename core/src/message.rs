@@ -1,0 +1,303 @@
+//! The message a handler receives, and the one a publisher sends.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::codec::{Codec, EncodeError, JsonCodec};
+use crate::headers::Headers;
+
+/// Identifies a message, stable across redeliveries.
+///
+/// Adapters take it from the broker (AMQP `message_id`, JetStream `Nats-Msg-Id`, the
+/// `wharf-message-id` header) or derive it from the position (topic-partition-offset,
+/// stream sequence), so a redelivered copy has the same id as the original. The
+/// deduplication layer relies on this.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(Arc<str>);
+
+impl MessageId {
+    /// A fresh random id (UUID v4).
+    pub fn random() -> Self {
+        MessageId(uuid::Uuid::new_v4().to_string().into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for MessageId {
+    fn from(s: &str) -> Self {
+        MessageId(s.into())
+    }
+}
+
+impl From<String> for MessageId {
+    fn from(s: String) -> Self {
+        MessageId(s.into())
+    }
+}
+
+impl From<Arc<str>> for MessageId {
+    fn from(s: Arc<str>) -> Self {
+        MessageId(s)
+    }
+}
+
+impl AsRef<str> for MessageId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a received message came from.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    source: Option<Arc<str>>,
+    partition: Option<u32>,
+    offset: Option<u64>,
+}
+
+impl Origin {
+    /// An origin naming only the source (queue, topic or subject).
+    pub fn new(source: impl Into<Arc<str>>) -> Self {
+        Origin {
+            source: Some(source.into()),
+            partition: None,
+            offset: None,
+        }
+    }
+
+    /// Sets the partition.
+    pub fn with_partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the offset (Kafka offset, stream sequence, in-memory position).
+    pub fn with_offset(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    /// The queue, topic or subject; empty for a message that was never received.
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or("")
+    }
+
+    /// The source as a shared string, for labels that outlive the message.
+    pub fn source_arc(&self) -> Option<&Arc<str>> {
+        self.source.as_ref()
+    }
+
+    /// The partition, where the broker has partitions.
+    pub fn partition(&self) -> Option<u32> {
+        self.partition
+    }
+
+    /// The offset or sequence number, where the broker has one.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Origin");
+        d.field("source", &self.source());
+        if let Some(p) = self.partition {
+            d.field("partition", &p);
+        }
+        if let Some(o) = self.offset {
+            d.field("offset", &o);
+        }
+        d.finish()
+    }
+}
+
+/// A message: id, optional ordering key, headers, payload, origin and attempt number.
+///
+/// The same type is received by handlers and handed to publishers. A publisher uses the
+/// id, key, headers and payload and ignores origin and attempt (carry an attempt across a
+/// republish in the `wharf-attempt` header).
+///
+/// # Clone
+///
+/// Cloning is cheap: the id is an `Arc<str>`, key and payload are [`Bytes`], and headers
+/// are copy-on-write.
+///
+/// # Example
+///
+/// ```
+/// use wharf::Message;
+///
+/// let msg = Message::new("hello")
+///     .with_key("customer-7")
+///     .with_header("tenant", "acme");
+/// assert_eq!(msg.payload().as_ref(), b"hello");
+/// assert_eq!(msg.headers().get_str("tenant"), Some("acme"));
+/// assert_eq!(msg.attempt(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Message {
+    id: MessageId,
+    key: Option<Bytes>,
+    headers: Headers,
+    payload: Bytes,
+    origin: Origin,
+    attempt: u32,
+}
+
+impl Message {
+    /// A new message with a fresh random id, no key, no headers, attempt 1.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Message::with_id(MessageId::random(), payload)
+    }
+
+    /// A new message with the given id.
+    pub fn with_id(id: impl Into<MessageId>, payload: impl Into<Bytes>) -> Self {
+        Message {
+            id: id.into(),
+            key: None,
+            headers: Headers::new(),
+            payload: payload.into(),
+            origin: Origin::default(),
+            attempt: 1,
+        }
+    }
+
+    /// A new message whose payload is `value` encoded as JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, EncodeError> {
+        Ok(Message::new(JsonCodec::encode(value)?))
+    }
+
+    /// Sets the ordering key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets a header, replacing any value stored under the name.
+    pub fn with_header(
+        mut self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Replaces all headers.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the origin (adapters do this on receipt).
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Sets the attempt number (adapters do this on receipt; 1 is the first delivery).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// Replaces the payload.
+    pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// The id, stable across redeliveries.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The ordering key: messages with the same key are handled one after another.
+    pub fn key(&self) -> Option<&Bytes> {
+        self.key.as_ref()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The headers, for changing them before a republish.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Where the message was received from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// 1 on the first delivery, counted by the broker or carried in `wharf-attempt`.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Decodes the payload as JSON.
+    pub fn decode_json<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<T, crate::codec::DecodeError> {
+        JsonCodec::decode(&self.payload)
+    }
+}
+
+impl fmt::Debug for Message {
+    /// Prints everything but the payload's content (which may be large or sensitive).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("key", &self.key.as_ref().map(|k| String::from_utf8_lossy(k)))
+            .field("headers", &self.headers)
+            .field("payload_len", &self.payload.len())
+            .field("origin", &self.origin)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_payload() {
+        let m = Message::new("secret-token-123");
+        let s = format!("{m:?}");
+        assert!(!s.contains("secret-token-123"), "{s}");
+        assert!(s.contains("payload_len: 16"), "{s}");
+    }
+
+    #[test]
+    fn attempt_is_at_least_one() {
+        assert_eq!(Message::new("x").with_attempt(0).attempt(), 1);
+    }
+}
