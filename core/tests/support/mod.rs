@@ -1,0 +1,144 @@
+//! A scripted adapter for runtime tests: deliveries come from a channel, settlements are
+//! recorded.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use wharf::{Acker, BoxError, Capabilities, Delivery, Error, Message, MessageId, Outcome, Subscriber};
+
+#[derive(Clone, Default)]
+pub struct Settlements(Arc<Mutex<Vec<(MessageId, Outcome)>>>);
+
+impl Settlements {
+    pub fn all(&self) -> Vec<(MessageId, Outcome)> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn of(&self, id: &str) -> Vec<Outcome> {
+        self.all()
+            .into_iter()
+            .filter(|(i, _)| i.as_str() == id)
+            .map(|(_, o)| o)
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+pub struct TestAcker {
+    id: MessageId,
+    log: Settlements,
+    dropped_unsettled: Arc<AtomicUsize>,
+    settled: bool,
+}
+
+impl Acker for TestAcker {
+    type Future = std::future::Ready<Result<(), BoxError>>;
+
+    fn settle(mut self, outcome: Outcome) -> Self::Future {
+        self.settled = true;
+        self.log.0.lock().unwrap().push((self.id.clone(), outcome));
+        std::future::ready(Ok(()))
+    }
+}
+
+impl Drop for TestAcker {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.dropped_unsettled.fetch_add(1, AtomicOrdering::SeqCst);
+        }
+    }
+}
+
+pub struct TestSubscriber {
+    rx: mpsc::UnboundedReceiver<Message>,
+    log: Settlements,
+    pulled: Arc<AtomicUsize>,
+    dropped_unsettled: Arc<AtomicUsize>,
+    caps: Capabilities,
+}
+
+/// The test's end of a scripted adapter.
+pub struct Script {
+    pub tx: mpsc::UnboundedSender<Message>,
+    pub settlements: Settlements,
+    pub pulled: Arc<AtomicUsize>,
+    pub dropped_unsettled: Arc<AtomicUsize>,
+}
+
+impl Script {
+    pub fn send(&self, id: &str, key: Option<&str>) {
+        let mut m = Message::with_id(id, id.to_owned());
+        if let Some(k) = key {
+            m = m.with_key(k.to_owned());
+        }
+        self.tx.send(m).unwrap();
+    }
+    pub fn pulled(&self) -> usize {
+        self.pulled.load(AtomicOrdering::SeqCst)
+    }
+}
+
+pub fn scripted(native_dead_letter: bool) -> (TestSubscriber, Script) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let log = Settlements::default();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut caps = Capabilities::default();
+    caps.acknowledgements = true;
+    caps.native_dead_letter = native_dead_letter;
+    (
+        TestSubscriber {
+            rx,
+            log: log.clone(),
+            pulled: pulled.clone(),
+            dropped_unsettled: dropped.clone(),
+            caps,
+        },
+        Script {
+            tx,
+            settlements: log,
+            pulled,
+            dropped_unsettled: dropped,
+        },
+    )
+}
+
+impl Stream for TestSubscriber {
+    type Item = Result<Delivery<TestAcker>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(m)) => {
+                self.pulled.fetch_add(1, AtomicOrdering::SeqCst);
+                let acker = TestAcker {
+                    id: m.id().clone(),
+                    log: self.log.clone(),
+                    dropped_unsettled: self.dropped_unsettled.clone(),
+                    settled: false,
+                };
+                Poll::Ready(Some(Ok(Delivery::new(m, acker))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Subscriber for TestSubscriber {
+    type Acker = TestAcker;
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    async fn close(self) -> Result<(), Error> {
+        Ok(())
+    }
+}

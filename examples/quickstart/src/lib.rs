@@ -1,0 +1,1 @@
+//! Holds the `quickstart` example. Run it with `cargo run --example quickstart`.

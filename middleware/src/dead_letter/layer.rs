@@ -1,0 +1,125 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+use wharf::{Message, Publisher};
+
+use super::DeadLetter;
+
+/// Where dead letters go.
+#[derive(Clone)]
+pub enum Destination {
+    /// The message's source plus a suffix (default: `<source>.dlq`).
+    Suffix(Arc<str>),
+    /// One fixed destination for every message.
+    Fixed(Arc<str>),
+    /// Computed from the message.
+    With(Arc<dyn Fn(&Message) -> String + Send + Sync>),
+}
+
+impl Destination {
+    pub(crate) fn resolve(&self, message: &Message) -> String {
+        match self {
+            Destination::Suffix(suffix) => {
+                let source = message.origin().source();
+                let source = if source.is_empty() { "wharf" } else { source };
+                format!("{source}{suffix}")
+            }
+            Destination::Fixed(d) => d.to_string(),
+            Destination::With(f) => f(message),
+        }
+    }
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Suffix(s) => f.debug_tuple("Suffix").field(s).finish(),
+            Destination::Fixed(s) => f.debug_tuple("Fixed").field(s).finish(),
+            Destination::With(_) => f.write_str("With(<fn>)"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) consumer: Arc<str>,
+    pub(crate) destination: Destination,
+    pub(crate) max_error_len: usize,
+    pub(crate) retry_after_publish_failure: Duration,
+}
+
+/// Builds [`DeadLetter`] services.
+///
+/// Holds configuration only; `layer` is a clone plus [`DeadLetter`] construction.
+#[derive(Clone)]
+pub struct DeadLetterLayer {
+    publisher: Arc<dyn Publisher>,
+    consumer: Arc<str>,
+    destination: Destination,
+    max_error_len: usize,
+    retry_after_publish_failure: Duration,
+}
+
+impl DeadLetterLayer {
+    /// Dead letters are published through `publisher`, naming `consumer` in
+    /// `wharf-dlq-consumer`. Defaults: destination `<source>.dlq`, error text bounded to
+    /// 4 KiB, a failed publish retried after 1 s.
+    pub fn new(publisher: Arc<dyn Publisher>, consumer: impl Into<Arc<str>>) -> Self {
+        DeadLetterLayer {
+            publisher,
+            consumer: consumer.into(),
+            destination: Destination::Suffix(".dlq".into()),
+            max_error_len: 4096,
+            retry_after_publish_failure: Duration::from_secs(1),
+        }
+    }
+
+    /// Where dead letters go.
+    pub fn destination(mut self, destination: Destination) -> Self {
+        self.destination = destination;
+        self
+    }
+
+    /// Bound on `wharf-dlq-error`, in bytes (cut at a character boundary, with `…`).
+    pub fn max_error_len(mut self, max: usize) -> Self {
+        self.max_error_len = max;
+        self
+    }
+
+    /// How long to wait before redelivering a message whose dead letter could not be
+    /// published.
+    pub fn retry_after_publish_failure(mut self, delay: Duration) -> Self {
+        self.retry_after_publish_failure = delay;
+        self
+    }
+
+    pub(crate) fn wrap<S>(self, inner: S) -> DeadLetter<S> {
+        let config = Config {
+            consumer: self.consumer,
+            destination: self.destination,
+            max_error_len: self.max_error_len,
+            retry_after_publish_failure: self.retry_after_publish_failure,
+        };
+        DeadLetter::from_parts(inner, self.publisher, Arc::new(config))
+    }
+}
+
+impl<S> Layer<S> for DeadLetterLayer {
+    type Service = DeadLetter<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.clone().wrap(inner)
+    }
+}
+
+impl fmt::Debug for DeadLetterLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterLayer")
+            .field("consumer", &self.consumer)
+            .field("destination", &self.destination)
+            .field("max_error_len", &self.max_error_len)
+            .finish_non_exhaustive()
+    }
+}
