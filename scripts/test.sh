@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The test command: installs and starts what the tests need, then runs everything —
+# formatting, lints, unit and integration tests (including the broker tests, which
+# `cargo test` alone skips), doc tests, docs and every example.
+#
+#   scripts/test.sh            everything
+#   WHARF_SKIP_BROKERS=1 ...   only what needs no broker (never in CI)
+#
+# A broker that cannot be started is a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- provisioning -------------------------------------------------------------------
+# Adapters that need a broker add an `ensure_<broker>` function in scripts/brokers.sh
+# and list it here.
+source scripts/brokers.sh
+BROKERS=()
+if [[ "${WHARF_SKIP_BROKERS:-0}" != "1" ]]; then
+  for b in "${BROKERS[@]}"; do
+    step "ensure $b"
+    "ensure_$b"
+  done
+fi
+
+# ---- checks -------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo clippy wharf-middleware, each feature alone"
+for feature in $(scripts/features.sh wharf-middleware); do
+  cargo clippy -q -p wharf-middleware --no-default-features --features "$feature" -- -D warnings
+done
+
+step "cargo test (workspace, doc tests, broker tests included)"
+if [[ "${WHARF_SKIP_BROKERS:-0}" == "1" ]]; then
+  cargo test --workspace
+else
+  cargo test --workspace -- --include-ignored
+fi
+
+step "cargo doc (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+
+# ---- examples -----------------------------------------------------------------------
+# Every example runs; examples that need a broker are listed in scripts/examples.txt
+# with the broker they need.
+step "examples"
+while read -r example needs; do
+  [[ -z "$example" || "$example" == \#* ]] && continue
+  if [[ -n "${needs:-}" && "${WHARF_SKIP_BROKERS:-0}" == "1" ]]; then
+    echo "skipping $example (needs $needs; WHARF_SKIP_BROKERS=1)"
+    continue
+  fi
+  step "cargo run --example $example"
+  timeout 300 cargo run -q --example "$example"
+done < scripts/examples.txt
+
+step "all checks passed"
