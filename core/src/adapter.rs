@@ -59,8 +59,10 @@ impl<A> Delivery<A> {
 ///
 /// See the [module docs](self#the-acker-contract) for the contract.
 pub trait Acker: Send + 'static {
-    /// The future `settle` returns; adapters that need no I/O return a ready future.
-    type Future: Future<Output = Result<(), BoxError>> + Send + 'static;
+    /// The future `settle` returns. Adapters that need no I/O return a ready future
+    /// (`std::future::Ready`); others usually box theirs. `Unpin` lets the runtime poll
+    /// a settlement once in place and queue it only if it is not done at once.
+    type Future: Future<Output = Result<(), BoxError>> + Send + Unpin + 'static;
 
     /// Settles the delivery with the final outcome.
     fn settle(self, outcome: Outcome) -> Self::Future;

@@ -45,8 +45,10 @@ pub mod names {
 /// only when a clone is modified. An empty `Headers` allocates nothing.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Option<Arc<Vec<(Cow<'static, str>, Bytes)>>>,
+    entries: Option<Arc<Entries>>,
 }
+
+type Entries = Vec<(Cow<'static, str>, Bytes)>;
 
 impl Headers {
     /// An empty header list.
@@ -134,7 +136,7 @@ impl Headers {
             .map(|(n, v)| (n.as_ref(), v))
     }
 
-    fn entries_mut(&mut self) -> &mut Vec<(Cow<'static, str>, Bytes)> {
+    fn entries_mut(&mut self) -> &mut Entries {
         Arc::make_mut(self.entries.get_or_insert_with(Default::default))
     }
 }

@@ -11,7 +11,7 @@
 //! - [`Handler`] and [`HandlerError`]: handlers say what went wrong (transient or
 //!   permanent), never what to do about it;
 //! - the [adapter traits](adapter): a subscriber of deliveries, an acker per delivery, a
-//!   publisher with confirmation, and the broker's [`Capabilities`](adapter::Capabilities);
+//!   publisher with confirmation, and the broker's [`Capabilities`];
 //! - the [`Consumer`] runtime that settles each delivery exactly once.
 //!
 //! The stack between broker and handler is a `tower::Service<Message, Response =

@@ -71,3 +71,34 @@ async fn messages_waiting_in_a_lane_at_the_deadline_are_retried() {
     }
     assert_eq!(summary.interrupted, 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn interrupted_work_is_settled_even_when_settling_needs_io() {
+    // Settlements that only happen when their future is driven (a network nack) must
+    // still be driven after the deadline drops the handler futures.
+    let (sub, script) = support::scripted_with(true, true);
+    for i in 0..4 {
+        script.send(&format!("slow-{}", 1000 + i), None);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        Consumer::new("t", sub, slow_by_name.into_service())
+            .shutdown_timeout(Duration::from_millis(100))
+            .run(async move {
+                let _ = stop_rx.await;
+            }),
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = stop_tx.send(());
+    let started = tokio::time::Instant::now();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.interrupted, 4);
+    assert_eq!(summary.abandoned, 0, "settlements were left undriven");
+    assert!(started.elapsed() < Duration::from_secs(1), "waited for the settle timeout");
+    for i in 0..4 {
+        assert_eq!(
+            script.settlements.of(&format!("slow-{}", 1000 + i)),
+            vec![Outcome::RETRY_NOW]
+        );
+    }
+}

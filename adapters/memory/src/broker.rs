@@ -115,6 +115,11 @@ impl MemoryBroker {
         MemoryBrokerBuilder::default()
     }
 
+    /// What the in-memory broker promises (the same for every subscriber).
+    pub fn capabilities(&self) -> wharf::Capabilities {
+        crate::subscriber::capabilities()
+    }
+
     pub(crate) fn topic(&self, name: &str) -> Arc<Topic> {
         let mut topics = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = topics.get(name) {

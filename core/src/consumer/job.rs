@@ -1,4 +1,8 @@
-//! One delivery in flight: handling, then settling.
+//! One delivery in flight: the stack's future, then the acker's settlement.
+//!
+//! The acker is *not* owned by the handling future: the runner keeps it in a slab, so
+//! that at the shutdown deadline it can drop every unfinished handler future at once and
+//! still settle each of those deliveries `Retry`.
 
 use std::any::Any;
 use std::future::Future;
@@ -12,12 +16,11 @@ use futures_util::future::CatchUnwind;
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
 
-use crate::adapter::Acker;
 use crate::error::{classify, error_chain, panic_message, BoxError, ErrorKind};
 use crate::message::MessageId;
 use crate::outcome::{Failure, Outcome};
 
-/// How a job turns what the stack returned into the outcome it settles.
+/// How the runner turns what the stack returned into the outcome it settles.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settling {
     /// Delay for a transient error (or panic) that reached the runtime unhandled.
@@ -26,33 +29,60 @@ pub(crate) struct Settling {
     pub(crate) native_dead_letter: bool,
 }
 
+/// What the runner keeps for a delivery between dispatch and settlement.
+#[derive(Debug)]
+pub(crate) struct Entry<A> {
+    pub(crate) id: MessageId,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) acker: A,
+}
+
 pin_project! {
-    /// A delivery in flight. Owns the acker until it settles, so settlement runs
-    /// concurrently with other work and exactly once.
-    pub(crate) struct Job<F, A: Acker> {
-        id: MessageId,
-        key: Option<Bytes>,
-        acker: Option<A>,
-        settling: Settling,
-        outcome: Option<Outcome>,
+    /// The stack working on one message; a panic is caught here.
+    pub(crate) struct Handling<F> {
+        slot: usize,
         #[pin]
-        stage: Stage<F, A::Future>,
+        fut: CatchUnwind<AssertUnwindSafe<F>>,
+    }
+}
+
+/// What a finished handling future reports: the slab slot and the stack's result.
+pub(crate) type Handled = (usize, Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>);
+
+impl<F> Handling<F>
+where
+    F: Future<Output = Result<Outcome, BoxError>>,
+{
+    pub(crate) fn new(slot: usize, fut: F) -> Self {
+        Handling {
+            slot,
+            fut: AssertUnwindSafe(fut).catch_unwind(),
+        }
+    }
+}
+
+impl<F> Future for Handling<F>
+where
+    F: Future<Output = Result<Outcome, BoxError>>,
+{
+    type Output = Handled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Handled> {
+        let this = self.project();
+        this.fut.poll(cx).map(|r| (*this.slot, r))
     }
 }
 
 pin_project! {
-    #[project = StageProj]
-    enum Stage<F, S> {
-        // The stack is working on the message; a panic is caught here.
-        Handling { #[pin] fut: CatchUnwind<AssertUnwindSafe<F>> },
-        // The acker is settling the outcome.
-        Settling { #[pin] fut: S },
-        // Finished.
-        Done,
+    /// An acker settling one delivery.
+    pub(crate) struct Settle<S> {
+        finished: Option<Finished>,
+        #[pin]
+        fut: S,
     }
 }
 
-/// What a finished job reports to the runner.
+/// A settled delivery, as reported to the runner.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) key: Option<Bytes>,
@@ -61,110 +91,40 @@ pub(crate) struct Finished {
     pub(crate) id: MessageId,
 }
 
-impl<F, A> Job<F, A>
+impl<S> Settle<S>
 where
-    F: Future<Output = Result<Outcome, BoxError>>,
-    A: Acker,
+    S: Future<Output = Result<(), BoxError>>,
 {
-    pub(crate) fn handling(
-        id: MessageId,
-        key: Option<Bytes>,
-        acker: A,
-        settling: Settling,
-        fut: F,
-    ) -> Self {
-        Job {
-            id,
-            key,
-            acker: Some(acker),
-            settling,
-            outcome: None,
-            stage: Stage::Handling {
-                fut: AssertUnwindSafe(fut).catch_unwind(),
-            },
-        }
-    }
-
-    /// A job that only settles `outcome` (for deliveries never handed to the stack).
-    pub(crate) fn settle_only(
-        id: MessageId,
-        key: Option<Bytes>,
-        acker: A,
-        settling: Settling,
-        outcome: Outcome,
-    ) -> Self {
-        Job {
-            id,
-            key,
-            acker: None,
-            settling,
-            outcome: Some(outcome.clone()),
-            stage: Stage::Settling {
-                fut: acker.settle(outcome),
-            },
-        }
-    }
-
-    /// Gives up on the handler (shutdown deadline): drops its future and settles
-    /// `Retry`, never `DeadLetter`. A job already settling is left alone.
-    pub(crate) fn abort(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        if let StageProj::Handling { .. } = this.stage.as_mut().project() {
-            let acker = this
-                .acker
-                .take()
-                .expect("a handling job owns its acker");
-            *this.outcome = Some(Outcome::RETRY_NOW);
-            this.stage.set(Stage::Settling {
-                fut: acker.settle(Outcome::RETRY_NOW),
-            });
+    pub(crate) fn new(id: MessageId, key: Option<Bytes>, outcome: Outcome, fut: S) -> Self {
+        Settle {
+            finished: Some(Finished {
+                key,
+                outcome,
+                settled: Ok(()),
+                id,
+            }),
+            fut,
         }
     }
 }
 
-impl<F, A> Future for Job<F, A>
+impl<S> Future for Settle<S>
 where
-    F: Future<Output = Result<Outcome, BoxError>>,
-    A: Acker,
+    S: Future<Output = Result<(), BoxError>>,
 {
     type Output = Finished;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
-        let mut this = self.project();
-        loop {
-            match this.stage.as_mut().project() {
-                StageProj::Handling { fut } => {
-                    let result = match fut.poll(cx) {
-                        Poll::Ready(r) => r,
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    let outcome = final_outcome(result, this.id, *this.settling);
-                    let acker = this
-                        .acker
-                        .take()
-                        .expect("a handling job owns its acker");
-                    *this.outcome = Some(outcome.clone());
-                    this.stage.set(Stage::Settling {
-                        fut: acker.settle(outcome),
-                    });
-                }
-                StageProj::Settling { fut } => {
-                    let settled = match fut.poll(cx) {
-                        Poll::Ready(r) => r,
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    this.stage.set(Stage::Done);
-                    return Poll::Ready(Finished {
-                        key: this.key.take(),
-                        outcome: this
-                            .outcome
-                            .take()
-                            .expect("a settling job knows its outcome"),
-                        settled,
-                        id: this.id.clone(),
-                    });
-                }
-                StageProj::Done => panic!("Job polled after completion"),
+        let this = self.project();
+        match this.fut.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(settled) => {
+                let mut finished = this
+                    .finished
+                    .take()
+                    .expect("Settle polled after completion");
+                finished.settled = settled;
+                Poll::Ready(finished)
             }
         }
     }
@@ -176,7 +136,7 @@ where
 /// consumer's retry delay, permanent ⇒ `DeadLetter`. A panic ⇒ `Retry`. A `DeadLetter`
 /// on an adapter with no native dead-letter path (and no dead-letter layer in the stack)
 /// is redelivered and logged as an error: never dropped silently.
-fn final_outcome(
+pub(crate) fn final_outcome(
     result: Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>,
     id: &MessageId,
     settling: Settling,
@@ -199,7 +159,7 @@ fn final_outcome(
         }
         Err(panic) => {
             let text = panic_message(&*panic);
-            tracing::error!(message_id = %id, panic = %text, "handler panicked; redelivering (add the panic-catching layer to count it against retries)");
+            tracing::error!(message_id = %id, panic = %text, "handler panicked; redelivering (add the catch-panic layer to count it against retries)");
             Outcome::Retry {
                 after: settling.retry_delay,
             }

@@ -7,14 +7,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
+use slab::Slab;
 use futures_util::StreamExt;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::job::{Finished, Job, Settling};
+use super::job::{final_outcome, Entry, Finished, Handling, Settle, Settling};
 use super::lanes::{Lanes, Ordering};
 use super::Summary;
-use crate::adapter::{Delivery, Subscriber};
+use crate::adapter::{Acker, Delivery, Subscriber};
 use crate::error::{error_chain, BoxError, Error};
 use crate::message::Message;
 use crate::outcome::Outcome;
@@ -41,6 +42,8 @@ enum Phase {
     Aborted { deadline: Pin<Box<Sleep>> },
 }
 
+type AckFuture<S> = <<S as Subscriber>::Acker as Acker>::Future;
+
 pub(super) struct Runner<S, Svc>
 where
     S: Subscriber,
@@ -48,7 +51,12 @@ where
 {
     subscriber: S,
     service: Svc,
-    jobs: FuturesUnordered<Job<ErrInto<Svc::Future>, S::Acker>>,
+    /// Deliveries handed to the stack and not yet settled: their ackers.
+    entries: Slab<Entry<S::Acker>>,
+    /// The stack's futures, one per entry.
+    handling: FuturesUnordered<Handling<ErrInto<Svc::Future>>>,
+    /// Settlements that did not complete on their first poll.
+    settling: FuturesUnordered<Settle<AckFuture<S>>>,
     lanes: Lanes<Delivery<S::Acker>>,
     runnable: VecDeque<Delivery<S::Acker>>,
     limits: Limits,
@@ -75,7 +83,9 @@ where
         Runner {
             subscriber,
             service,
-            jobs: FuturesUnordered::new(),
+            entries: Slab::new(),
+            handling: FuturesUnordered::new(),
+            settling: FuturesUnordered::new(),
             lanes: Lanes::new(),
             runnable: VecDeque::new(),
             limits,
@@ -93,7 +103,7 @@ where
 
     /// Received but unsettled deliveries: the quantity bounded by `max_in_flight`.
     fn outstanding(&self) -> usize {
-        self.jobs.len() + self.runnable.len() + self.lanes.waiting()
+        self.entries.len() + self.settling.len() + self.runnable.len() + self.lanes.waiting()
     }
 
     /// Drives the consumer until it has stopped and settled everything it received.
@@ -102,19 +112,22 @@ where
         loop {
             let mut progressed = false;
 
-            // 1. Collect finished jobs; free their lanes.
-            while let Poll::Ready(Some(done)) = self.jobs.poll_next_unpin(cx) {
+            // 1. Collect finished work: handled messages start settling; settled ones
+            //    free their lanes.
+            while let Poll::Ready(Some((slot, result))) = self.handling.poll_next_unpin(cx) {
+                let entry = self.entries.remove(slot);
+                let outcome = final_outcome(result, &entry.id, self.limits.settling);
+                self.settle(entry, outcome, cx);
+                progressed = true;
+            }
+            while let Poll::Ready(Some(done)) = self.settling.poll_next_unpin(cx) {
                 self.finished(done);
                 progressed = true;
             }
 
             // 2. Phase changes: shutdown requested, source ended, deadlines.
             self.poll_phase(cx);
-            if let Phase::Aborted { .. } = self.phase {
-                if self.jobs.is_empty() {
-                    return Poll::Ready(());
-                }
-            } else if self.stopping() && self.outstanding() == 0 {
+            if self.stopping() && self.outstanding() == 0 {
                 return Poll::Ready(());
             }
 
@@ -202,33 +215,36 @@ where
         }
         if let Phase::Draining { deadline } = &mut self.phase {
             if deadline.as_mut().poll(cx).is_ready() {
-                self.abort();
-                let mut deadline =
-                    Box::pin(tokio::time::sleep_until(Instant::now() + self.limits.settle_timeout));
+                let mut deadline = Box::pin(tokio::time::sleep_until(
+                    Instant::now() + self.limits.settle_timeout,
+                ));
                 // Register the new timer with this task.
                 let _ = deadline.as_mut().poll(cx);
                 self.phase = Phase::Aborted { deadline };
+                self.abort(cx);
             }
         }
         if let Phase::Aborted { deadline } = &mut self.phase {
-            if deadline.as_mut().poll(cx).is_ready() && !self.jobs.is_empty() {
+            if deadline.as_mut().poll(cx).is_ready() && !self.settling.is_empty() {
                 tracing::error!(
-                    unsettled = self.jobs.len(),
+                    unsettled = self.settling.len(),
                     "settlements did not finish before the settle timeout; dropping them (the broker redelivers unsettled messages)"
                 );
-                self.summary.abandoned += self.jobs.len() as u64;
-                self.jobs = FuturesUnordered::new();
+                self.summary.abandoned += self.settling.len() as u64;
+                self.settling = FuturesUnordered::new();
             }
         }
     }
 
-    /// Shutdown deadline: unfinished handlers are dropped and settled `Retry`, as are
-    /// deliveries that never started.
-    fn abort(&mut self) {
-        let mut aborted = 0u64;
-        for job in Pin::new(&mut self.jobs).iter_pin_mut() {
-            job.abort();
-            aborted += 1;
+    /// Shutdown deadline: every unfinished handler future is dropped and its delivery
+    /// settled `Retry` (never `DeadLetter`), as are deliveries that never started.
+    fn abort(&mut self, cx: &mut Context<'_>) {
+        self.handling = FuturesUnordered::new();
+        let mut interrupted = 0u64;
+        let entries: Vec<_> = self.entries.drain().collect();
+        for entry in entries {
+            self.settle(entry, Outcome::RETRY_NOW, cx);
+            interrupted += 1;
         }
         let waiting: Vec<_> = self
             .runnable
@@ -237,21 +253,21 @@ where
             .collect();
         for delivery in waiting {
             let (message, acker) = delivery.into_parts();
-            let key = self.limits.ordering.lane_of(&message);
-            self.jobs.push(Job::settle_only(
-                message.id().clone(),
-                key,
+            let entry = Entry {
+                id: message.id().clone(),
+                key: self.limits.ordering.lane_of(&message),
                 acker,
-                self.limits.settling,
-                Outcome::RETRY_NOW,
-            ));
-            aborted += 1;
+            };
+            self.settle(entry, Outcome::RETRY_NOW, cx);
+            interrupted += 1;
         }
-        self.summary.interrupted += aborted;
-        tracing::warn!(
-            interrupted = aborted,
-            "shutdown deadline passed; unfinished messages settled as retry"
-        );
+        self.summary.interrupted += interrupted;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "shutdown deadline passed; unfinished messages settled as retry"
+            );
+        }
     }
 
     /// A new delivery: run it now, or queue it behind its key's lane.
@@ -266,19 +282,29 @@ where
         }
     }
 
-    /// Calls the (ready) service and tracks the job.
+    /// Calls the (ready) service and tracks the delivery.
     fn dispatch(&mut self, delivery: Delivery<S::Acker>) {
         let (message, acker) = delivery.into_parts();
-        let id = message.id().clone();
-        let key = self.limits.ordering.lane_of(&message);
-        let fut = self.service.call(message);
-        self.jobs.push(Job::handling(
-            id,
-            key,
+        let entry = Entry {
+            id: message.id().clone(),
+            key: self.limits.ordering.lane_of(&message),
             acker,
-            self.limits.settling,
-            ErrInto { fut },
-        ));
+        };
+        let fut = self.service.call(message);
+        let slot = self.entries.insert(entry);
+        self.handling.push(Handling::new(slot, ErrInto { fut }));
+    }
+
+    /// Starts settling; a settlement that completes on its first poll (no I/O, as in
+    /// memory) is finished at once without being queued.
+    fn settle(&mut self, entry: Entry<S::Acker>, outcome: Outcome, cx: &mut Context<'_>) {
+        let Entry { id, key, acker } = entry;
+        let fut = acker.settle(outcome.clone());
+        let mut settle = Settle::new(id, key, outcome, fut);
+        match Pin::new(&mut settle).poll(cx) {
+            Poll::Ready(done) => self.finished(done),
+            Poll::Pending => self.settling.push(settle),
+        }
     }
 
     fn finished(&mut self, done: Finished) {

@@ -1,7 +1,7 @@
 //! Handlers: application code that processes one message.
 //!
 //! A handler is an async function (or a type implementing [`Handler`]) that takes one
-//! *extractor* — the whole [`Message`], the raw payload as [`Bytes`](bytes::Bytes), a
+//! *extractor* — the whole [`Message`](crate::Message), the raw payload as [`Bytes`](bytes::Bytes), a
 //! serde type as [`Json<T>`], or a tuple of these — and returns
 //! `Result<(), HandlerError>`. It says what went wrong, never what to do about it: the
 //! stack decides whether to retry, dead-letter or ack, and the runtime settles.

@@ -36,15 +36,26 @@ pub struct TestAcker {
     log: Settlements,
     dropped_unsettled: Arc<AtomicUsize>,
     settled: bool,
+    lazy: bool,
 }
 
 impl Acker for TestAcker {
-    type Future = std::future::Ready<Result<(), BoxError>>;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
 
     fn settle(mut self, outcome: Outcome) -> Self::Future {
         self.settled = true;
-        self.log.0.lock().unwrap().push((self.id.clone(), outcome));
-        std::future::ready(Ok(()))
+        let (id, log) = (self.id.clone(), self.log.clone());
+        if self.lazy {
+            // Like a network nack: nothing happens unless the future is driven.
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                log.0.lock().unwrap().push((id, outcome));
+                Ok(())
+            })
+        } else {
+            log.0.lock().unwrap().push((id, outcome));
+            Box::pin(std::future::ready(Ok(())))
+        }
     }
 }
 
@@ -62,6 +73,7 @@ pub struct TestSubscriber {
     pulled: Arc<AtomicUsize>,
     dropped_unsettled: Arc<AtomicUsize>,
     caps: Capabilities,
+    lazy: bool,
 }
 
 /// The test's end of a scripted adapter.
@@ -86,6 +98,11 @@ impl Script {
 }
 
 pub fn scripted(native_dead_letter: bool) -> (TestSubscriber, Script) {
+    scripted_with(native_dead_letter, false)
+}
+
+/// `lazy`: settlements take effect only when their future is polled to completion.
+pub fn scripted_with(native_dead_letter: bool, lazy: bool) -> (TestSubscriber, Script) {
     let (tx, rx) = mpsc::unbounded_channel();
     let log = Settlements::default();
     let pulled = Arc::new(AtomicUsize::new(0));
@@ -100,6 +117,7 @@ pub fn scripted(native_dead_letter: bool) -> (TestSubscriber, Script) {
             pulled: pulled.clone(),
             dropped_unsettled: dropped.clone(),
             caps,
+            lazy,
         },
         Script {
             tx,
@@ -122,6 +140,7 @@ impl Stream for TestSubscriber {
                     log: self.log.clone(),
                     dropped_unsettled: self.dropped_unsettled.clone(),
                     settled: false,
+                    lazy: self.lazy,
                 };
                 Poll::Ready(Some(Ok(Delivery::new(m, acker))))
             }
