@@ -49,6 +49,7 @@ pub mod error;
 pub mod handler;
 pub mod headers;
 pub mod message;
+pub mod metric_names;
 pub mod outcome;
 pub mod shutdown;
 

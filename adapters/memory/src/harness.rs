@@ -165,9 +165,15 @@ impl Report {
         &self.records
     }
 
-    /// One message's history.
+    /// One message's history: the first message published with this id. When several
+    /// messages share an id (duplicates), see [`records_of`](Self::records_of).
     pub fn record(&self, id: &MessageId) -> Option<&DeliveryRecord> {
         self.records.iter().find(|r| r.id() == id)
+    }
+
+    /// The histories of every message published with this id, in publish order.
+    pub fn records_of<'a>(&'a self, id: &'a MessageId) -> impl Iterator<Item = &'a DeliveryRecord> + 'a {
+        self.records.iter().filter(move |r| r.id() == id)
     }
 
     /// A message's final outcome.

@@ -12,6 +12,12 @@ use super::layer::Config;
 
 type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>;
 
+/// What is recorded once the dead letter is confirmed.
+struct Published {
+    source: String,
+    reason: String,
+}
+
 pin_project! {
     /// Response future of [`DeadLetter`](super::DeadLetter).
     pub struct ResponseFuture<F> {
@@ -29,7 +35,7 @@ pin_project! {
         // The inner service is handling the message.
         Called { #[pin] fut: F },
         // The dead letter is being published; the outcome waits for the confirmation.
-        Publishing { fut: Publishing },
+        Publishing { fut: Publishing, published: Published },
     }
 }
 
@@ -95,12 +101,23 @@ where
                     let publisher = this.publisher.clone();
                     let fut: Publishing =
                         Box::pin(async move { publisher.publish(&destination, letter).await });
-                    this.state.set(State::Publishing { fut });
+                    let published = Published {
+                        source: message.origin().source().to_owned(),
+                        reason: failure.reason().as_str().to_owned(),
+                    };
+                    this.state.set(State::Publishing { fut, published });
                 }
-                StateProj::Publishing { fut } => {
+                StateProj::Publishing { fut, published } => {
                     return match fut.as_mut().poll(cx) {
                         Poll::Pending => Poll::Pending,
-                        Poll::Ready(Ok(())) => Poll::Ready(Ok(Outcome::Ack)),
+                        Poll::Ready(Ok(())) => {
+                            crate::telemetry::dead_letter(
+                                &this.config.consumer,
+                                &published.source,
+                                &published.reason,
+                            );
+                            Poll::Ready(Ok(Outcome::Ack))
+                        }
                         Poll::Ready(Err(e)) => {
                             tracing::error!(
                                 message_id = %e.message().id(),

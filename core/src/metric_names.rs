@@ -1,0 +1,23 @@
+//! The names of the metrics wharf records, one set for every broker.
+//!
+//! The middleware records most of them (`wharf-middleware`'s `metrics` module documents
+//! labels and meaning); adapters record [`BACKLOG`]. Keeping the names here lets every
+//! crate use the same strings without depending on the middleware.
+
+/// Deliveries the stack received (labels `consumer`, `source`).
+pub const MESSAGES_RECEIVED: &str = "wharf_messages_received_total";
+/// Deliveries finished, by final outcome (labels `consumer`, `source`, `outcome`).
+pub const MESSAGES_HANDLED: &str = "wharf_messages_handled_total";
+/// Time from the stack receiving a delivery to its outcome, in seconds.
+pub const HANDLER_DURATION: &str = "wharf_handler_duration_seconds";
+/// Deliveries currently inside the stack.
+pub const MESSAGES_IN_FLIGHT: &str = "wharf_messages_in_flight";
+/// Retries decided by the retry layer (label `tier`: `in_process` or `redelivery`).
+pub const RETRIES: &str = "wharf_retries_total";
+/// Dead letters published and confirmed (label `reason`).
+pub const DEAD_LETTERS: &str = "wharf_dead_letters_total";
+/// Duplicates skipped (label `kind`: `dedup` or `idempotency`).
+pub const DUPLICATES: &str = "wharf_duplicates_total";
+/// Messages waiting at the broker for this consumer (label `partition` where the broker
+/// has partitions). Recorded by adapters.
+pub const BACKLOG: &str = "wharf_backlog";

@@ -1,0 +1,2 @@
+//! Holds the `retry_and_dead_letter` example. Run it with
+//! `cargo run --example retry_and_dead_letter`.

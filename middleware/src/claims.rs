@@ -1,0 +1,441 @@
+//! The bounded claim table behind `MemoryDedupStore` and `MemoryIdempotencyStore`.
+//!
+//! Both in-memory stores need the same thing: a map from key to *in flight* (a claim with
+//! a lease, held by one token) or *completed* (remembered until a deadline), bounded in
+//! size, with expiry driven by tokio's clock so paused test time moves it. Compiled when
+//! either feature is on.
+//!
+//! # Why not `moka`
+//!
+//! `moka` is the library to reach for a bounded TTL cache, and it was the first choice.
+//! It does not fit a claim table:
+//!
+//! - **Eviction must never drop an in-flight claim.** Losing one lets a duplicate run
+//!   concurrently with the original. moka evicts whatever its policy picks, and its
+//!   TinyLFU admission may refuse to insert a new entry at all when full. Here only
+//!   *completed* keys count against the capacity and are evicted (oldest first); in-flight
+//!   claims are bounded by the consumers' own in-flight limits and by their lease.
+//! - **Expiry must follow tokio's clock.** moka reads its own clock, so a retention
+//!   window could not be tested under `tokio::time::pause`. Storing deadlines ourselves
+//!   would leave moka only the bounding, which is the part that does not fit.
+//! - **Transitions are per key and conditional** (release only your own claim, complete
+//!   only if no live claim of another holder exists). Under one short mutex they are a
+//!   few lines; `moka`'s `and_compute_with` can express them but costs more per message
+//!   on the hot path (the overhead budget of the whole stack is about 1 µs).
+//!
+//! The table is a few `Mutex<HashMap>` shards plus, per shard, a queue of completed keys
+//! in completion order (for expiry and eviction). All operations are amortised O(1).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TableClaim {
+    /// The caller holds the key with this token until it completes or releases it, or
+    /// the lease runs out.
+    Claimed(u64),
+    /// Another holder's claim is live.
+    InFlight,
+    /// The key completed within its retention window.
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    InFlight { token: u64, until: Instant },
+    Completed { token: u64, until: Instant },
+}
+
+impl Slot {
+    fn until(&self) -> Instant {
+        match *self {
+            Slot::InFlight { until, .. } | Slot::Completed { until, .. } => until,
+        }
+    }
+}
+
+/// Below this many slots a shard never runs a full sweep.
+const MIN_SWEEP: usize = 64;
+/// Stores smaller than this use one shard, so their capacity is exact.
+const SHARDING_THRESHOLD: usize = 4096;
+/// At most this many shards.
+const MAX_SHARDS: usize = 16; // a power of two
+/// Stand-in for "forever" when a duration would overflow the clock (about 30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+struct Shard<K> {
+    slots: HashMap<K, Slot>,
+    /// Completed keys, oldest first, with the token of the claim that completed them.
+    /// Entries whose slot changed since (re-claimed, evicted) are stale and skipped.
+    order: VecDeque<(K, u64)>,
+    /// Completed slots in `slots` (the ones the capacity bounds).
+    completed: usize,
+    /// Slot count at which the next full sweep (for abandoned in-flight claims) runs.
+    sweep_at: usize,
+}
+
+/// A bounded map of claims; see the module docs.
+pub(crate) struct ClaimTable<K> {
+    shards: Box<[Mutex<Shard<K>>]>,
+    hasher: RandomState,
+    capacity: usize,
+    shard_capacity: usize,
+    next_token: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> ClaimTable<K> {
+    /// A table remembering at most about `capacity` completed keys.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let shards = if capacity < SHARDING_THRESHOLD {
+            1
+        } else {
+            MAX_SHARDS
+        };
+        ClaimTable {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        slots: HashMap::new(),
+                        order: VecDeque::new(),
+                        completed: 0,
+                        sweep_at: MIN_SWEEP,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            capacity,
+            shard_capacity: capacity.div_ceil(shards),
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    /// The capacity the table was built with.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Keys held (in flight or completed), including expired ones not yet swept.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).slots.len()).sum()
+    }
+
+    /// Claims `key` for `lease` unless a live claim or a remembered completion exists.
+    pub(crate) fn claim(&self, key: &K, lease: Duration, now: Instant) -> TableClaim {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        shard.maintain(now);
+        let token = match shard.slots.get_mut(key) {
+            Some(slot) => {
+                match *slot {
+                    Slot::Completed { until, .. } if until > now => return TableClaim::Completed,
+                    Slot::InFlight { until, .. } if until > now => return TableClaim::InFlight,
+                    // Expired: the remembered completion is forgotten, or the holder of
+                    // the claim is presumed dead (its lease ran out).
+                    Slot::Completed { .. } => shard.completed -= 1,
+                    Slot::InFlight { .. } => {}
+                }
+                let token = self.token();
+                *slot = Slot::InFlight {
+                    token,
+                    until: deadline(now, lease),
+                };
+                token
+            }
+            None => {
+                let token = self.token();
+                shard.slots.insert(
+                    key.clone(),
+                    Slot::InFlight {
+                        token,
+                        until: deadline(now, lease),
+                    },
+                );
+                token
+            }
+        };
+        TableClaim::Claimed(token)
+    }
+
+    /// Records that the claim `token` on `key` succeeded; the key is remembered for
+    /// `retain`.
+    ///
+    /// A holder whose lease ran out still records its success, unless another holder's
+    /// claim is live (that holder will complete or release it itself).
+    pub(crate) fn complete(&self, key: &K, token: u64, retain: Duration, now: Instant) {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        match shard.slots.get(key).copied() {
+            Some(Slot::InFlight { token: t, .. }) if t == token => {}
+            Some(Slot::InFlight { until, .. }) if until > now => return,
+            Some(Slot::Completed { until, .. }) if until > now => return,
+            Some(Slot::Completed { .. }) => shard.completed -= 1,
+            Some(Slot::InFlight { .. }) | None => {}
+        }
+        if retain.is_zero() || self.shard_capacity == 0 {
+            shard.slots.remove(key);
+            return;
+        }
+        shard.slots.insert(
+            key.clone(),
+            Slot::Completed {
+                token,
+                until: deadline(now, retain),
+            },
+        );
+        shard.order.push_back((key.clone(), token));
+        shard.completed += 1;
+        while shard.completed > self.shard_capacity {
+            shard.evict_oldest();
+        }
+        shard.maintain(now);
+    }
+
+    /// Gives up the claim `token` on `key`, so the next claim succeeds at once. Does
+    /// nothing if the claim is no longer this token's.
+    pub(crate) fn release(&self, key: &K, token: u64) {
+        let mut shard = self.shard(key);
+        if let Some(Slot::InFlight { token: t, .. }) = shard.slots.get(key) {
+            if *t == token {
+                shard.slots.remove(key);
+            }
+        }
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
+        if self.shards.len() == 1 {
+            return lock(&self.shards[0]);
+        }
+        // The shard count is a power of two.
+        let index = (self.hasher.hash_one(key) as usize) & (self.shards.len() - 1);
+        lock(&self.shards[index])
+    }
+
+    fn token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Shard<K> {
+    /// Drops expired completions from the front of the queue and, when the map has
+    /// doubled since the last time, sweeps abandoned claims out of it.
+    fn maintain(&mut self, now: Instant) {
+        while let Some((key, token)) = self.order.front() {
+            match self.slots.get(key) {
+                Some(Slot::Completed { token: t, until }) if t == token => {
+                    if *until > now {
+                        break;
+                    }
+                    if let Some((key, _)) = self.order.pop_front() {
+                        self.slots.remove(&key);
+                        self.completed -= 1;
+                    }
+                }
+                // Stale: re-claimed or removed since.
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        if self.slots.len() >= self.sweep_at {
+            self.sweep(now);
+        }
+    }
+
+    /// Removes every expired slot. A claim whose holder vanished without releasing it
+    /// (a leaked future, a panic in a store call) is otherwise only removed when the
+    /// same key is claimed again.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired_completed = 0;
+        self.slots.retain(|_, slot| {
+            let keep = slot.until() > now;
+            if !keep && matches!(slot, Slot::Completed { .. }) {
+                expired_completed += 1;
+            }
+            keep
+        });
+        self.completed -= expired_completed;
+        let slots = &self.slots;
+        self.order.retain(
+            |(key, token)| matches!(slots.get(key), Some(Slot::Completed { token: t, .. }) if t == token),
+        );
+        self.sweep_at = (self.slots.len() * 2).max(MIN_SWEEP);
+    }
+
+    /// Forgets the oldest remembered completion (the capacity is reached).
+    fn evict_oldest(&mut self) {
+        while let Some((key, token)) = self.order.pop_front() {
+            if let Some(Slot::Completed { token: t, .. }) = self.slots.get(&key) {
+                if *t == token {
+                    self.slots.remove(&key);
+                    self.completed -= 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<K> fmt::Debug for ClaimTable<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimTable")
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The table's invariants hold between statements that cannot panic; a poisoned lock
+    // only means another thread panicked elsewhere while holding it.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(60);
+    const KEEP: Duration = Duration::from_secs(600);
+
+    fn claimed(c: TableClaim) -> u64 {
+        match c {
+            TableClaim::Claimed(t) => t,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn claim_complete_release_protocol() {
+        let t = ClaimTable::new(10);
+        let now = Instant::now();
+        let token = claimed(t.claim(&"a", LEASE, now));
+        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::InFlight);
+        t.release(&"a", token);
+        let token = claimed(t.claim(&"a", LEASE, now));
+        t.complete(&"a", token, KEEP, now);
+        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::Completed);
+        // Other keys are independent.
+        claimed(t.claim(&"b", LEASE, now));
+    }
+
+    #[test]
+    fn an_expired_lease_lets_another_holder_in_and_fences_the_old_one() {
+        let t = ClaimTable::new(10);
+        let now = Instant::now();
+        let old = claimed(t.claim(&"a", LEASE, now));
+        let later = now + LEASE;
+        let new = claimed(t.claim(&"a", LEASE, later));
+        assert_ne!(old, new);
+        // The old holder's release must not free the new holder's claim...
+        t.release(&"a", old);
+        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::InFlight);
+        // ...nor may its completion overwrite a live claim.
+        t.complete(&"a", old, KEEP, later);
+        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::InFlight);
+        t.complete(&"a", new, KEEP, later);
+        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::Completed);
+    }
+
+    #[test]
+    fn a_late_completion_with_no_other_holder_is_recorded() {
+        let t = ClaimTable::new(10);
+        let now = Instant::now();
+        let token = claimed(t.claim(&"a", LEASE, now));
+        t.complete(&"a", token, KEEP, now + LEASE * 2);
+        assert_eq!(t.claim(&"a", LEASE, now + LEASE * 2), TableClaim::Completed);
+    }
+
+    #[test]
+    fn completions_expire_after_their_window() {
+        let t = ClaimTable::new(10);
+        let now = Instant::now();
+        let token = claimed(t.claim(&"a", LEASE, now));
+        t.complete(&"a", token, KEEP, now);
+        let just_before = now + KEEP - Duration::from_millis(1);
+        assert_eq!(t.claim(&"a", LEASE, just_before), TableClaim::Completed);
+        claimed(t.claim(&"a", LEASE, now + KEEP));
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest_completion_never_a_claim() {
+        let t = ClaimTable::new(2);
+        let now = Instant::now();
+        let held = claimed(t.claim(&"held", LEASE, now));
+        for key in ["a", "b", "c"] {
+            let token = claimed(t.claim(&key, LEASE, now));
+            t.complete(&key, token, KEEP, now);
+        }
+        assert_eq!(t.claim(&"held", LEASE, now), TableClaim::InFlight);
+        assert_eq!(t.claim(&"b", LEASE, now), TableClaim::Completed);
+        assert_eq!(t.claim(&"c", LEASE, now), TableClaim::Completed);
+        // "a" was the oldest completion: forgotten.
+        claimed(t.claim(&"a", LEASE, now));
+        t.release(&"held", held);
+    }
+
+    #[test]
+    fn zero_capacity_or_zero_window_remembers_nothing() {
+        for (capacity, keep) in [(0, KEEP), (10, Duration::ZERO)] {
+            let t = ClaimTable::new(capacity);
+            let now = Instant::now();
+            let token = claimed(t.claim(&"a", LEASE, now));
+            t.complete(&"a", token, keep, now);
+            claimed(t.claim(&"a", LEASE, now));
+        }
+    }
+
+    #[test]
+    fn abandoned_claims_do_not_accumulate() {
+        let t = ClaimTable::new(100);
+        let mut now = Instant::now();
+        for round in 0..50u32 {
+            now += LEASE;
+            for i in 0..1000u32 {
+                // Claimed and never completed nor released: only the lease frees them.
+                claimed(t.claim(&(round * 1000 + i), LEASE, now));
+            }
+        }
+        assert!(
+            t.len() <= 4 * 1000,
+            "abandoned claims accumulate: {}",
+            t.len()
+        );
+    }
+
+    #[test]
+    fn re_claimed_keys_leave_no_stale_eviction_behind() {
+        let t = ClaimTable::new(1);
+        let mut now = Instant::now();
+        // Complete "a", let it expire, claim and complete it again: the first queue
+        // entry is stale and must not evict the second completion.
+        let token = claimed(t.claim(&"a", LEASE, now));
+        t.complete(&"a", token, KEEP, now);
+        now += KEEP;
+        let token = claimed(t.claim(&"a", LEASE, now));
+        t.complete(&"a", token, KEEP, now);
+        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::Completed);
+    }
+
+    #[test]
+    fn durations_that_overflow_the_clock_mean_forever() {
+        let t = ClaimTable::new(10);
+        let now = Instant::now();
+        let token = claimed(t.claim(&"a", Duration::MAX, now));
+        assert_eq!(t.claim(&"a", LEASE, now + KEEP), TableClaim::InFlight);
+        t.complete(&"a", token, Duration::MAX, now);
+        assert_eq!(t.claim(&"a", LEASE, now + KEEP), TableClaim::Completed);
+    }
+}

@@ -1,0 +1,64 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use wharf::{BoxError, ErrorKind, FailureReason, HandlerError};
+
+use super::error::Elapsed;
+
+pin_project! {
+    /// Response future of [`Timeout`](super::Timeout).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        // The inner service's future, polled first.
+        #[pin]
+        response: F,
+        // The deadline of the attempt.
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(response: F, timeout: Duration) -> Self {
+        ResponseFuture {
+            response,
+            sleep: tokio::time::sleep(timeout),
+            timeout,
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<wharf::Outcome, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<wharf::Outcome, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The response first: one that is ready at the deadline still counts.
+        if let Poll::Ready(result) = this.response.poll(cx) {
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        match this.sleep.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Err(elapsed(*this.timeout))),
+        }
+    }
+}
+
+/// The error of a timed-out attempt: transient, reason `timeout`.
+pub(crate) fn elapsed(timeout: Duration) -> BoxError {
+    HandlerError::with_reason(
+        ErrorKind::Transient,
+        FailureReason::Timeout,
+        Elapsed::new(timeout),
+    )
+    .into()
+}
