@@ -325,7 +325,11 @@ pub struct PublishError {
 
 impl PublishError {
     /// A failed publish of `message` to `destination`.
-    pub fn new(destination: impl Into<String>, message: Message, source: impl Into<BoxError>) -> Self {
+    pub fn new(
+        destination: impl Into<String>,
+        message: Message,
+        source: impl Into<BoxError>,
+    ) -> Self {
         PublishError {
             destination: destination.into(),
             message: Box::new(message),

@@ -36,7 +36,11 @@ async fn pulls_stop_at_max_in_flight_while_handlers_are_busy() {
     assert_eq!(script.pulled(), 8, "pulled beyond the in-flight bound");
     release.notify_waiters();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(script.pulled(), 16, "did not pull again after work finished");
+    assert_eq!(
+        script.pulled(),
+        16,
+        "did not pull again after work finished"
+    );
     let _ = stop_tx.send(());
     release.notify_waiters();
     // Keep releasing until the drain completes.

@@ -1,5 +1,7 @@
 //! Same key ⇒ one after another; different keys ⇒ in parallel.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashMap;
@@ -17,9 +19,7 @@ struct Observed {
     order: HashMap<String, Vec<String>>,
 }
 
-fn observing_handler(
-    observed: Arc<Mutex<Observed>>,
-) -> impl Handler<Message> {
+fn observing_handler(observed: Arc<Mutex<Observed>>) -> impl Handler<Message> {
     move |msg: Message| {
         let observed = observed.clone();
         async move {
@@ -32,7 +32,10 @@ fn observing_handler(
                 o.max_per_key = o.max_per_key.max(n);
                 o.running_total += 1;
                 o.max_total = o.max_total.max(o.running_total);
-                o.order.entry(key.clone()).or_default().push(msg.id().to_string());
+                o.order
+                    .entry(key.clone())
+                    .or_default()
+                    .push(msg.id().to_string());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
             let mut o = observed.lock().unwrap();
@@ -63,7 +66,11 @@ async fn same_key_runs_in_order_and_different_keys_run_in_parallel() {
 
     let o = observed.lock().unwrap();
     assert_eq!(o.max_per_key, 1, "two messages of one key ran at once");
-    assert!(o.max_total >= keys.len(), "different keys did not run in parallel (max {})", o.max_total);
+    assert!(
+        o.max_total >= keys.len(),
+        "different keys did not run in parallel (max {})",
+        o.max_total
+    );
     for k in keys {
         let expected: Vec<String> = (0..20).map(|i| format!("{k}-{i:02}")).collect();
         assert_eq!(o.order[k], expected, "order of key {k}");

@@ -35,7 +35,10 @@ async fn each_delivery_is_settled_once_with_the_mapped_outcome() {
     assert_eq!(summary.received, 200);
     assert_eq!(script.settlements.len(), 200, "one settlement per delivery");
     for i in 0..50 {
-        assert_eq!(script.settlements.of(&format!("ok-{i}")), vec![Outcome::Ack]);
+        assert_eq!(
+            script.settlements.of(&format!("ok-{i}")),
+            vec![Outcome::Ack]
+        );
         assert_eq!(
             script.settlements.of(&format!("transient-{i}")),
             vec![Outcome::retry_after(Duration::from_millis(250))]
@@ -53,7 +56,12 @@ async fn each_delivery_is_settled_once_with_the_mapped_outcome() {
     assert_eq!(summary.acked, 50);
     assert_eq!(summary.retried, 100);
     assert_eq!(summary.dead_lettered, 50);
-    assert_eq!(script.dropped_unsettled.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        script
+            .dropped_unsettled
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
 
 #[tokio::test]
@@ -81,7 +89,10 @@ async fn invalid_settings_fail_before_anything_is_pulled() {
         .run(std::future::pending())
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Config { field, .. } if field == "max_in_flight"), "{err}");
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "max_in_flight"),
+        "{err}"
+    );
     assert_eq!(script.pulled(), 0);
 
     let (sub, _script) = support::scripted(true);

@@ -1,6 +1,8 @@
 //! Graceful shutdown: stop pulling, let in-flight work finish until the deadline, settle
 //! the rest as `Retry` (never dead-letter), then close. Nothing received is lost.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -8,7 +10,14 @@ use std::time::Duration;
 use wharf::{Consumer, Handler, HandlerError, Message, Outcome};
 
 async fn slow_by_name(msg: Message) -> Result<(), HandlerError> {
-    let secs: u64 = msg.id().as_str().split('-').nth(1).unwrap().parse().unwrap();
+    let secs: u64 = msg
+        .id()
+        .as_str()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     Ok(())
 }
@@ -43,10 +52,18 @@ async fn work_finishing_before_the_deadline_is_acked_the_rest_retried() {
         vec![Outcome::RETRY_NOW],
         "unfinished work is settled Retry at the deadline, never dead-lettered"
     );
-    assert!(script.settlements.of("late-1").is_empty(), "pulled after shutdown");
+    assert!(
+        script.settlements.of("late-1").is_empty(),
+        "pulled after shutdown"
+    );
     assert_eq!(script.pulled(), 4);
     assert_eq!(summary.interrupted, 1);
-    assert_eq!(script.dropped_unsettled.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        script
+            .dropped_unsettled
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,7 +111,10 @@ async fn interrupted_work_is_settled_even_when_settling_needs_io() {
     let summary = run.await.unwrap().unwrap();
     assert_eq!(summary.interrupted, 4);
     assert_eq!(summary.abandoned, 0, "settlements were left undriven");
-    assert!(started.elapsed() < Duration::from_secs(1), "waited for the settle timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited for the settle timeout"
+    );
     for i in 0..4 {
         assert_eq!(
             script.settlements.of(&format!("slow-{}", 1000 + i)),

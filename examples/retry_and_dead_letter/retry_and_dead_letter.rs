@@ -105,19 +105,33 @@ impl Handler<(Json<Payment>, Message)> for ChargePayment {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "off".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
         )
         .init();
 
     let broker = MemoryBroker::new();
     broker.declare_group("payments", "payment-service");
     let payments = [
-        ("pay-1", r#"{"id":"pay-1","amount_cents":500,"gateway_failures":0}"#),
-        ("pay-2", r#"{"id":"pay-2","amount_cents":700,"gateway_failures":2}"#),
-        ("pay-3", r#"{"id":"pay-3","amount_cents":900,"gateway_failures":-1}"#),
-        ("pay-4", r#"{"id":"pay-4","amount_cents":5000000,"gateway_failures":0}"#),
-        ("pay-1", r#"{"id":"pay-1","amount_cents":500,"gateway_failures":0}"#),
+        (
+            "pay-1",
+            r#"{"id":"pay-1","amount_cents":500,"gateway_failures":0}"#,
+        ),
+        (
+            "pay-2",
+            r#"{"id":"pay-2","amount_cents":700,"gateway_failures":2}"#,
+        ),
+        (
+            "pay-3",
+            r#"{"id":"pay-3","amount_cents":900,"gateway_failures":-1}"#,
+        ),
+        (
+            "pay-4",
+            r#"{"id":"pay-4","amount_cents":5000000,"gateway_failures":0}"#,
+        ),
+        (
+            "pay-1",
+            r#"{"id":"pay-1","amount_cents":500,"gateway_failures":0}"#,
+        ),
     ];
     for (id, body) in payments {
         broker.publish("payments", Message::with_id(id, body))?;
@@ -155,23 +169,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
 
     let dead_letters = broker.messages("payments.dlq");
-    let invoked = invocations.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let invoked = invocations
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for record in broker.records("payments", "payment-service") {
         let id = record.id();
         let settled: Vec<&str> = record.outcomes.iter().map(Outcome::as_str).collect();
         let offset = record.message.origin().offset().unwrap_or_default();
         let handler_calls = invoked.get(&offset).copied().unwrap_or(0);
-        let fate = match dead_letters
-            .iter()
-            .find(|m| m.id() == id && m.headers().get_str(names::DLQ_OFFSET) == Some(&offset.to_string()))
-        {
+        let fate = match dead_letters.iter().find(|m| {
+            m.id() == id && m.headers().get_str(names::DLQ_OFFSET) == Some(&offset.to_string())
+        }) {
             Some(letter) => format!(
                 "dead-lettered (reason: {}, attempts: {}, error: {})",
                 letter.headers().get_str(names::DLQ_REASON).unwrap_or("?"),
                 letter.headers().get_str(names::DLQ_ATTEMPTS).unwrap_or("?"),
                 letter.headers().get_str(names::DLQ_ERROR).unwrap_or("?"),
             ),
-            None if handler_calls == 0 => "acked without running the handler: a duplicate".to_owned(),
+            None if handler_calls == 0 => {
+                "acked without running the handler: a duplicate".to_owned()
+            }
             None => format!(
                 "acked after {} deliveries ({handler_calls} handler calls)",
                 record.deliveries

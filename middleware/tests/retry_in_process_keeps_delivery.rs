@@ -21,7 +21,7 @@ fn logging(log: Log) -> impl Handler<Message> + Clone {
         async move {
             let payload = String::from_utf8_lossy(msg.payload()).into_owned();
             let failures_so_far = {
-                let mut log = log.lock().unwrap();
+                let mut log = log.lock().expect("log lock");
                 let n = log.iter().filter(|(p, ..)| *p == payload).count();
                 log.push((payload.clone(), msg.attempt(), Instant::now()));
                 n
@@ -43,7 +43,7 @@ fn policy() -> RetryPolicy {
 
 fn payloads(log: &Log) -> Vec<String> {
     log.lock()
-        .unwrap()
+        .expect("log lock")
         .iter()
         .map(|(p, ..)| p.clone())
         .collect()

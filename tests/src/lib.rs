@@ -34,7 +34,7 @@
 //!
 //! # Running it for an adapter
 //!
-//! ```ignore
+//! ```text
 //! // adapters/rabbitmq/tests/conformance.rs
 //! use wharf_conformance::{conformance_tests, AdapterFactory};
 //!

@@ -11,18 +11,48 @@
 /// Adapters whose broker is not always running mark the tests ignored, so `cargo test`
 /// skips them and the test script runs them with `--include-ignored`:
 ///
-/// ```ignore
-/// // Every test on the in-memory broker:
-/// wharf_conformance::conformance_tests!(MemoryFactory::new());
+/// ```
+/// # use wharf::Capabilities;
+/// # use wharf_conformance::{AdapterFactory, DeadLetterRecord};
+/// # use wharf_memory::{MemoryBroker, MemorySubscriber};
+/// # struct MemoryFactory(MemoryBroker);
+/// # impl MemoryFactory { fn new() -> Self { MemoryFactory(MemoryBroker::new()) } }
+/// # impl AdapterFactory for MemoryFactory {
+/// #     type Subscriber = MemorySubscriber;
+/// #     type Publisher = MemoryBroker;
+/// #     fn name(&self) -> &str { "memory" }
+/// #     fn capabilities(&self) -> Capabilities { self.0.capabilities() }
+/// #     async fn prepare(&self, topic: &str, groups: &[&str]) -> Result<(), wharf::Error> {
+/// #         for g in groups { self.0.declare_group(topic, g); }
+/// #         Ok(())
+/// #     }
+/// #     async fn publisher(&self) -> Result<MemoryBroker, wharf::Error> { Ok(self.0.clone()) }
+/// #     async fn subscribe(&self, topic: &str, group: &str) -> Result<MemorySubscriber, wharf::Error> {
+/// #         Ok(self.0.subscribe(topic, group))
+/// #     }
+/// #     async fn dead_letters(&self, _: &str, _: &str) -> Result<Vec<DeadLetterRecord>, wharf::Error> {
+/// #         Ok(Vec::new())
+/// #     }
+/// # }
+/// // Every test, run by `cargo test`:
+/// mod memory {
+///     # use super::*;
+///     wharf_conformance::conformance_tests!(MemoryFactory::new());
+/// }
 ///
-/// // Every test on RabbitMQ, ignored unless asked for:
-/// wharf_conformance::conformance_tests!(
-///     ignore = "needs rabbitmq",
-///     RabbitFactory::connect("amqp://127.0.0.1:5672").await
-/// );
+/// // Every test, ignored unless asked for (`cargo test -- --include-ignored`); the
+/// // factory expression may `.await` (connecting to the broker, say):
+/// mod broker {
+///     # use super::*;
+///     wharf_conformance::conformance_tests!(ignore = "needs a broker", async { MemoryFactory::new() }.await);
+/// }
 ///
-/// // Any other attributes, written out:
-/// wharf_conformance::conformance_tests!(#[ignore = "needs kafka"] KafkaFactory::new());
+/// // Any other attributes, in brackets:
+/// mod other {
+///     # use super::*;
+///     wharf_conformance::conformance_tests!(attrs = [#[ignore = "needs kafka"] #[allow(unused)]], MemoryFactory::new());
+/// }
+/// # fn main() {}
 /// ```
 ///
 /// Place the call in its own module if the test names (`publish_then_subscribe`, ...)
@@ -30,9 +60,14 @@
 #[macro_export]
 macro_rules! conformance_tests {
     (ignore = $reason:literal, $factory:expr $(,)?) => {
-        $crate::conformance_tests!(#[ignore = $reason] $factory);
+        $crate::conformance_tests!(@with [#[ignore = $reason]] $factory);
     };
-    ($(#[$attr:meta])* $factory:expr $(,)?) => {
+    (attrs = [$(#[$attr:meta])*], $factory:expr $(,)?) => {
+        $crate::conformance_tests!(@with [$(#[$attr])*] $factory);
+    };
+    // Attributes travel in brackets: `#[..] expr` would be ambiguous with an expression
+    // that starts with an attribute.
+    (@with [$(#[$attr:meta])*] $factory:expr) => {
         $crate::__conformance_tests!(
             [$(#[$attr])*] $factory;
             publish_then_subscribe,
@@ -52,6 +87,9 @@ macro_rules! conformance_tests {
             shutdown_deadline_loses_nothing,
             reconnect_after_broker_restart,
         );
+    };
+    ($factory:expr $(,)?) => {
+        $crate::conformance_tests!(@with [] $factory);
     };
 }
 

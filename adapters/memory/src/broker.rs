@@ -10,7 +10,7 @@ use wharf::{Message, MessageId, PublishError, Publisher};
 
 use crate::inspect::{DeadLetter, DeliveryRecord};
 use crate::subscriber::MemorySubscriber;
-use crate::topic::Topic;
+use crate::topic::{GroupIndex, Topic};
 
 /// An in-memory broker. Cheap to clone; clones share the topics.
 ///
@@ -231,13 +231,25 @@ impl MemoryBroker {
     /// (nothing unsent, in flight or waiting for a retry). Creates the group if needed.
     pub async fn idle(&self, topic: &str, group: &str) {
         let t = self.topic(topic);
-        let g = t.lock().group(group);
+        let (g, id) = {
+            let mut st = t.lock();
+            let g = st.group(group);
+            (g, st.new_subscriber_id(g))
+        };
+        // Deregisters the waker however this future ends (done or dropped).
+        struct Deregister<'a>(&'a Topic, GroupIndex, u64);
+        impl Drop for Deregister<'_> {
+            fn drop(&mut self) {
+                self.0.lock().stop_waiting_idle(self.1, self.2);
+            }
+        }
+        let _deregister = Deregister(&t, g, id);
         poll_fn(|cx| {
             let mut st = t.lock();
             if st.is_idle(g) {
                 Poll::Ready(())
             } else {
-                st.wait_idle(g, cx.waker());
+                st.wait_idle(g, id, cx.waker());
                 Poll::Pending
             }
         })

@@ -172,7 +172,10 @@ impl Report {
     }
 
     /// The histories of every message published with this id, in publish order.
-    pub fn records_of<'a>(&'a self, id: &'a MessageId) -> impl Iterator<Item = &'a DeliveryRecord> + 'a {
+    pub fn records_of<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> impl Iterator<Item = &'a DeliveryRecord> + 'a {
         self.records.iter().filter(move |r| r.id() == id)
     }
 
@@ -213,7 +216,10 @@ impl Report {
     pub fn assert_acked(&self, id: &MessageId) -> &Self {
         match self.outcome(id) {
             Some(Outcome::Ack) => self,
-            _ => panic!("expected message {id} to be acked; history: {:?}", self.record(id)),
+            _ => panic!(
+                "expected message {id} to be acked; history: {:?}",
+                self.record(id)
+            ),
         }
     }
 
@@ -236,7 +242,9 @@ impl Report {
             .map(|d| d.failure.reason().as_str().to_owned());
         match via_layer.or(native) {
             Some(r) if r == reason => self,
-            Some(r) => panic!("expected message {id} dead-lettered with reason `{reason}`, got `{r}`"),
+            Some(r) => {
+                panic!("expected message {id} dead-lettered with reason `{reason}`, got `{r}`")
+            }
             None => panic!(
                 "expected message {id} to be dead-lettered with reason `{reason}`; history: {:?}",
                 self.record(id)

@@ -41,8 +41,8 @@ struct Group {
     ready: VecDeque<u64>,
     /// Subscribers waiting for a message, by subscriber id.
     waiters: Vec<(u64, Waker)>,
-    /// Tasks waiting for the group to become idle.
-    idle_waiters: Vec<Waker>,
+    /// Tasks waiting for the group to become idle, by registration id.
+    idle_waiters: Vec<(u64, Waker)>,
     next_subscriber: u64,
     records: BTreeMap<u64, DeliveryRecord>,
     dead_letters: Vec<DeadLetter>,
@@ -69,10 +69,6 @@ pub(crate) struct Wake(Vec<Waker>);
 impl Wake {
     fn extend_waiters(&mut self, waiters: &mut Vec<(u64, Waker)>) {
         self.0.extend(waiters.drain(..).map(|(_, w)| w));
-    }
-
-    fn extend(&mut self, wakers: &mut Vec<Waker>) {
-        self.0.append(wakers);
     }
 
     pub(crate) fn wake(self) {
@@ -248,7 +244,9 @@ impl TopicState {
     }
 
     pub(crate) fn stop_waiting(&mut self, group: GroupIndex, subscriber: u64) {
-        self.groups[group].waiters.retain(|(id, _)| *id != subscriber);
+        self.groups[group]
+            .waiters
+            .retain(|(id, _)| *id != subscriber);
     }
 
     /// Applies a settlement. Returns the delay to schedule for a delayed retry.
@@ -293,13 +291,17 @@ impl TopicState {
                 r.outcomes.push(outcome);
             }
         }
-        while g.slots.front().is_some_and(|s| s.state == SlotState::Settled) {
+        while g
+            .slots
+            .front()
+            .is_some_and(|s| s.state == SlotState::Settled)
+        {
             g.slots.pop_front();
             g.low += 1;
         }
         let end = self.base + self.log.len() as u64;
         if g.slots.is_empty() && g.low == end {
-            wake.extend(&mut g.idle_waiters);
+            wake.extend_waiters(&mut g.idle_waiters);
         }
         self.trim();
         delay
@@ -323,11 +325,19 @@ impl TopicState {
         g.slots.is_empty() && g.low == self.end()
     }
 
-    pub(crate) fn wait_idle(&mut self, group: GroupIndex, waker: &Waker) {
-        let w = &mut self.groups[group].idle_waiters;
-        if !w.iter().any(|x| x.will_wake(waker)) {
-            w.push(waker.clone());
+    /// Registers the waker of idle-waiter `id` (from [`new_subscriber_id`](Self::new_subscriber_id)),
+    /// replacing its earlier one. (Comparing wakers with `will_wake` is not enough: the
+    /// same task may present a different waker on each poll.)
+    pub(crate) fn wait_idle(&mut self, group: GroupIndex, id: u64, waker: &Waker) {
+        let waiters = &mut self.groups[group].idle_waiters;
+        match waiters.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, w)) => w.clone_from(waker),
+            None => waiters.push((id, waker.clone())),
         }
+    }
+
+    pub(crate) fn stop_waiting_idle(&mut self, group: GroupIndex, id: u64) {
+        self.groups[group].idle_waiters.retain(|(i, _)| *i != id);
     }
 
     /// Messages published and not yet settled by `group`.
@@ -374,4 +384,3 @@ impl Group {
         self.slots.get_mut(i as usize)
     }
 }
-

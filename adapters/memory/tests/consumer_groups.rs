@@ -12,7 +12,9 @@ async fn members_of_a_group_share_and_groups_each_get_everything() {
     broker.declare_group("t", "g1");
     broker.declare_group("t", "g2");
     for i in 0..10 {
-        broker.publish("t", Message::with_id(format!("m{i}"), "x")).unwrap();
+        broker
+            .publish("t", Message::with_id(format!("m{i}"), "x"))
+            .unwrap();
     }
     let mut a = broker.subscribe("t", "g1");
     let mut b = broker.subscribe("t", "g1");

@@ -47,7 +47,11 @@ async fn the_harness_reports_each_message() {
     report
         .assert_dead_lettered(&garbage, "decode")
         .assert_retried(&garbage, 0);
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "garbage never reaches the handler");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "garbage never reaches the handler"
+    );
     assert_eq!(report.summary().received, 5);
     assert_eq!(
         report.outcome(&ok),

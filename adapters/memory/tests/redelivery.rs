@@ -23,7 +23,10 @@ async fn retry_comes_back_after_its_delay_with_the_next_attempt() {
         .unwrap();
     assert_eq!(broker.pending("t", "g"), 1);
     let (m, acker) = s.next().await.unwrap().unwrap().into_parts();
-    assert!(start.elapsed() >= Duration::from_secs(30), "came back early");
+    assert!(
+        start.elapsed() >= Duration::from_secs(30),
+        "came back early"
+    );
     assert_eq!(m.id(), &id);
     assert_eq!(m.attempt(), 2);
     acker.settle(Outcome::Ack).await.unwrap();
@@ -39,7 +42,9 @@ async fn retry_comes_back_after_its_delay_with_the_next_attempt() {
 async fn a_delayed_retry_does_not_block_other_messages() {
     let broker = MemoryBroker::new();
     broker.publish("t", Message::with_id("first", "x")).unwrap();
-    broker.publish("t", Message::with_id("second", "y")).unwrap();
+    broker
+        .publish("t", Message::with_id("second", "y"))
+        .unwrap();
     let mut s = broker.subscribe("t", "g");
     let (m, acker) = s.next().await.unwrap().unwrap().into_parts();
     assert_eq!(m.id().as_str(), "first");
@@ -82,13 +87,19 @@ async fn dead_letter_and_drop_settle_through_the_native_path() {
     broker.publish("t", Message::with_id("gone", "x")).unwrap();
     let mut s = broker.subscribe("t", "g");
     let (_, a) = s.next().await.unwrap().unwrap().into_parts();
-    a.settle(Outcome::DeadLetter(Failure::new(FailureReason::Decode, "not json")))
-        .await
-        .unwrap();
+    a.settle(Outcome::DeadLetter(Failure::new(
+        FailureReason::Decode,
+        "not json",
+    )))
+    .await
+    .unwrap();
     let (_, b) = s.next().await.unwrap().unwrap().into_parts();
-    b.settle(Outcome::Drop(Failure::new(FailureReason::Permanent, "obsolete")))
-        .await
-        .unwrap();
+    b.settle(Outcome::Drop(Failure::new(
+        FailureReason::Permanent,
+        "obsolete",
+    )))
+    .await
+    .unwrap();
     let dl = broker.native_dead_letters("t", "g");
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].message.id().as_str(), "bad");

@@ -47,7 +47,10 @@ pin_project! {
 }
 
 /// What a finished handling future reports: the slab slot and the stack's result.
-pub(crate) type Handled = (usize, Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>);
+pub(crate) type Handled = (
+    usize,
+    Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>,
+);
 
 impl<F> Handling<F>
 where

@@ -89,10 +89,7 @@ impl<T> Lanes<T> {
     /// Takes every waiting message (shutdown deadline).
     pub(crate) fn drain_waiting(&mut self) -> Vec<T> {
         self.waiting = 0;
-        self.busy
-            .values_mut()
-            .flat_map(|q| q.drain(..))
-            .collect()
+        self.busy.values_mut().flat_map(|q| q.drain(..)).collect()
     }
 }
 

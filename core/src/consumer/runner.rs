@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
-use slab::Slab;
 use futures_util::StreamExt;
+use slab::Slab;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
@@ -190,9 +190,7 @@ where
             Phase::Aborted { .. } => false,
             _ if self.error.is_some() => false,
             _ if !self.runnable.is_empty() => true,
-            Phase::Running => {
-                !self.source_done && self.outstanding() < self.limits.max_in_flight
-            }
+            Phase::Running => !self.source_done && self.outstanding() < self.limits.max_in_flight,
             Phase::Draining { .. } => false,
         }
     }
@@ -350,4 +348,3 @@ where
         self.project().fut.poll(cx).map_err(Into::into)
     }
 }
-

@@ -128,6 +128,8 @@ impl fmt::Debug for HandlerFuture {
             State::Rejected(_) => "rejected",
             State::Running(_) => "running",
         };
-        f.debug_struct("HandlerFuture").field("state", &state).finish()
+        f.debug_struct("HandlerFuture")
+            .field("state", &state)
+            .finish()
     }
 }

@@ -1,7 +1,7 @@
 //! A scripted adapter for runtime tests: deliveries come from a channel, settlements are
 //! recorded.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -10,7 +10,9 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use wharf::{Acker, BoxError, Capabilities, Delivery, Error, Message, MessageId, Outcome, Subscriber};
+use wharf::{
+    Acker, BoxError, Capabilities, Delivery, Error, Message, MessageId, Outcome, Subscriber,
+};
 
 #[derive(Clone, Default)]
 pub struct Settlements(Arc<Mutex<Vec<(MessageId, Outcome)>>>);

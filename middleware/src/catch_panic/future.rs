@@ -60,7 +60,7 @@ where
         match self.project().kind.project() {
             KindProj::Polling { fut } => Poll::Ready(match ready!(fut.poll(cx)) {
                 Ok(result) => result.map_err(Into::into),
-                Err(payload) => std::panic::resume_unwind(payload),
+                Err(payload) => Err(panicked(payload)),
             }),
             KindProj::Panicked { error } => Poll::Ready(Err(error
                 .take()
@@ -75,7 +75,9 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
             Kind::Polling { .. } => "Polling",
             Kind::Panicked { .. } => "Panicked",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }
 

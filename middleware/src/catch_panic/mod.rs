@@ -16,7 +16,7 @@
 //!   hook with [`std::panic::set_hook`] to route panics elsewhere.
 //! - Only unwinding panics can be caught: with `panic = "abort"` the process stops.
 //! - The handler's future and the message are treated as unwind safe
-//!   ([`AssertUnwindSafe`](std::panic::AssertUnwindSafe)). State the handler shares with
+//!   ([`AssertUnwindSafe`]). State the handler shares with
 //!   others may be left half-updated by the panic (a `std::sync::Mutex` is poisoned);
 //!   the message is retried, so the handler must cope with that.
 //! - `poll_ready` is not guarded: a service that panics while getting ready is not in a

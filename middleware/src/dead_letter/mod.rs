@@ -4,7 +4,7 @@
 //! such as a payload that does not decode — must go somewhere an operator can see it,
 //! replay it or discard it on purpose. Brokers disagree on where that is (RabbitMQ has
 //! dead-letter exchanges, Kafka nothing, JetStream advisories), so wharf publishes the
-//! dead letter itself, through the adapter's [`Publisher`](wharf::Publisher), with the
+//! dead letter itself, through the adapter's [`Publisher`], with the
 //! same headers on every broker:
 //!
 //! | header | value |

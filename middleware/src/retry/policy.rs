@@ -194,8 +194,8 @@ impl RetryPolicy {
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
         // In nanoseconds and rounded, so integer multipliers give exact durations.
         let nanos = (self.initial_delay.as_nanos() as f64 * self.multiplier.powi(exponent)).round();
-        // `!(a < b)` also catches NaN and infinity.
-        if !(nanos < max.as_nanos() as f64) {
+        // NaN and infinity count as beyond the cap.
+        if nanos.is_nan() || nanos >= max.as_nanos() as f64 {
             return max;
         }
         // The cast saturates at ~584 years, far beyond any sensible cap.
