@@ -45,6 +45,7 @@
 pub mod adapter;
 pub mod codec;
 pub mod consumer;
+pub mod dead_letter;
 pub mod error;
 pub mod handler;
 pub mod headers;

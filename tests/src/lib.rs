@@ -27,6 +27,8 @@
 //! | [`unacked_message_survives_subscriber_drop`](suite::unacked_message_survives_subscriber_drop) | the same when the subscriber is dropped (a crash) |
 //! | [`order_per_key`](suite::order_per_key) | with [`Ordering::PerKey`](wharf::Ordering::PerKey), each key is handled in publish order, one at a time |
 //! | [`poison_message_dead_lettered`](suite::poison_message_dead_lettered) | an undecodable message is dead-lettered (reason `decode`) and does not stall the stream |
+//! | [`retry_then_dead_letter_with_headers`](suite::retry_then_dead_letter_with_headers) | the retry and dead-letter layers on the adapter: three attempts, then one dead letter with the original message and every `wharf-dlq-*` header |
+//! | [`duplicate_is_skipped`](suite::duplicate_is_skipped) | two copies of one message id: the dedup layer runs the handler once |
 //! | [`resume_after_restart`](suite::resume_after_restart) | a second consumer picks up where the first stopped, also across a broker restart |
 //! | [`shutdown_drains_in_flight`](suite::shutdown_drains_in_flight) | graceful shutdown finishes in-flight work and loses nothing |
 //! | [`shutdown_deadline_loses_nothing`](suite::shutdown_deadline_loses_nothing) | work cut off by the shutdown deadline is redelivered, never lost or dead-lettered |

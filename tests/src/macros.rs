@@ -82,6 +82,8 @@ macro_rules! conformance_tests {
             unacked_message_survives_subscriber_drop,
             order_per_key,
             poison_message_dead_lettered,
+            retry_then_dead_letter_with_headers,
+            duplicate_is_skipped,
             resume_after_restart,
             shutdown_drains_in_flight,
             shutdown_deadline_loses_nothing,

@@ -7,8 +7,8 @@ use pin_project_lite::pin_project;
 use wharf::error::{classify, error_chain};
 use wharf::{BoxError, ErrorKind, Failure, Message, Outcome, PublishError, Publisher};
 
-use super::headers::dead_letter_message;
 use super::layer::Config;
+use wharf::dead_letter::dead_letter_message;
 
 type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>;
 

@@ -71,7 +71,7 @@ impl DeadLetterLayer {
             publisher,
             consumer: consumer.into(),
             destination: Destination::Suffix(".dlq".into()),
-            max_error_len: 4096,
+            max_error_len: wharf::dead_letter::DEFAULT_MAX_ERROR_LEN,
             retry_after_publish_failure: Duration::from_secs(1),
         }
     }

@@ -62,12 +62,11 @@
 //! [`Outcome::Ack`]: wharf::Outcome::Ack
 
 mod future;
-mod headers;
 mod layer;
 
 pub use future::ResponseFuture;
-pub use headers::dead_letter_message;
 pub use layer::{DeadLetterLayer, Destination};
+pub use wharf::dead_letter::dead_letter_message;
 
 use std::fmt;
 use std::sync::Arc;

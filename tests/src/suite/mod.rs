@@ -9,6 +9,7 @@
 mod delivery;
 mod groups;
 mod lifecycle;
+mod middleware;
 mod ordering;
 mod poison;
 mod redelivery;
@@ -21,6 +22,7 @@ pub use lifecycle::{
     reconnect_after_broker_restart, resume_after_restart, shutdown_deadline_loses_nothing,
     shutdown_drains_in_flight,
 };
+pub use middleware::{duplicate_is_skipped, retry_then_dead_letter_with_headers};
 pub use ordering::order_per_key;
 pub use poison::poison_message_dead_lettered;
 pub use redelivery::{

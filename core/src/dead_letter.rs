@@ -1,12 +1,19 @@
+//! The dead-letter copy of a message: the original plus the `wharf-dlq-*` headers.
+//!
+//! Lives in core so adapters with a native dead-letter path write exactly the headers the
+//! dead-letter layer writes.
+
 use std::time::SystemTime;
 
-use wharf::headers::names;
-use wharf::{Failure, Message};
+use crate::headers::names;
+use crate::{Failure, Message};
+
+/// Default bound on `wharf-dlq-error`, in bytes.
+pub const DEFAULT_MAX_ERROR_LEN: usize = 4096;
 
 /// The dead-letter copy of `message`: same id, key, headers and payload, plus the
-/// `wharf-dlq-*` headers describing `failure`.
-///
-/// Exposed so adapters with a native dead-letter path can write the same headers.
+/// `wharf-dlq-*` headers describing `failure`, naming `consumer`, with the error text
+/// cut to `max_error_len` bytes.
 pub fn dead_letter_message(
     message: &Message,
     failure: &Failure,
@@ -57,7 +64,7 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf::{FailureReason, Origin};
+    use crate::{FailureReason, Origin};
 
     #[test]
     fn writes_every_header_and_keeps_the_original() {
