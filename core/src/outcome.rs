@@ -109,9 +109,13 @@ pub enum FailureReason {
     Decode,
     /// A transient failure persisted through every allowed attempt.
     RetriesExhausted,
-    /// The handler panicked (and retries were not allowed or were spent).
+    /// The handler panicked and the panic was not retried (a retry predicate declined
+    /// it). Once retries are spent the reason is [`RetriesExhausted`](Self::RetriesExhausted),
+    /// with the panic in the error text.
     HandlerPanic,
-    /// The handler timed out (and retries were not allowed or were spent).
+    /// The handler timed out and the timeout was not retried (a retry predicate declined
+    /// it). Once retries are spent the reason is [`RetriesExhausted`](Self::RetriesExhausted),
+    /// with the timeout in the error text.
     Timeout,
     /// Any other reason, named by the layer or handler that gave up.
     Other(Cow<'static, str>),
