@@ -65,6 +65,36 @@ impl Slot {
     }
 }
 
+/// The answer of a claim (`DedupStore::claim`, `IdempotencyStore::claim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the key until it completes or releases the claim, or the lease
+    /// runs out.
+    Claimed(ClaimToken),
+    /// Another copy holds a live claim: retry later, never run both at once.
+    InFlight,
+    /// The key completed within the window (dedup) or retention (idempotency): a
+    /// duplicate.
+    Completed,
+}
+
+/// Identifies one claim, so only its holder can complete or release it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken(u64);
+
+impl ClaimToken {
+    /// A token with the given value (stores choose values that are unique per key, such as
+    /// a counter or a random number).
+    pub const fn new(value: u64) -> Self {
+        ClaimToken(value)
+    }
+
+    /// The token's value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// Below this many slots a shard never runs a full sweep.
 const MIN_SWEEP: usize = 64;
 /// Stores smaller than this use one shard, so their capacity is exact.

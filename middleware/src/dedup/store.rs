@@ -95,33 +95,7 @@ impl<T: DedupStore + ?Sized> DedupStore for Arc<T> {
     }
 }
 
-/// The answer of [`DedupStore::claim`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller holds the key until it completes or releases the claim, or the lease
-    /// runs out.
-    Claimed(ClaimToken),
-    /// Another copy holds a live claim: retry later, never run both at once.
-    InFlight,
-    /// The key completed within the window: a duplicate.
-    Completed,
-}
-
-/// Identifies one claim, so only its holder can complete or release it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClaimToken(u64);
-
-impl ClaimToken {
-    /// A token with the given value (stores choose values that are unique per key).
-    pub const fn new(value: u64) -> Self {
-        ClaimToken(value)
-    }
-
-    /// The token's value.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
+pub use crate::claims::{Claim, ClaimToken};
 
 /// What the deduplication layer keys on: the consumer's name plus the message id (or the
 /// key an extractor returned).

@@ -121,34 +121,7 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     async fn release(&self, key: &IdempotencyKey, token: ClaimToken) -> Result<(), BoxError>;
 }
 
-/// The answer of [`IdempotencyStore::claim`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller holds the key until it completes or releases the claim, or the lease
-    /// runs out.
-    Claimed(ClaimToken),
-    /// Another holder has a live claim: retry later, never run both at once.
-    InFlight,
-    /// The key completed within the retention window: a duplicate.
-    Completed,
-}
-
-/// Identifies one claim, so only its holder can complete or release it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClaimToken(u64);
-
-impl ClaimToken {
-    /// A token with the given value (stores choose values that are unique per key, such as
-    /// a random number).
-    pub const fn new(value: u64) -> Self {
-        ClaimToken(value)
-    }
-
-    /// The token's value.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
+pub use crate::claims::{Claim, ClaimToken};
 
 /// What the idempotency layer keys on: the consumer's name plus the business key.
 ///
