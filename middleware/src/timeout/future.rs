@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use wharf::{BoxError, ErrorKind, FailureReason, HandlerError};
 
 use super::error::Elapsed;
@@ -16,9 +16,12 @@ pin_project! {
         // The inner service's future, polled first.
         #[pin]
         response: F,
-        // The deadline of the attempt.
-        #[pin]
-        sleep: Sleep,
+        // The deadline of the attempt, fixed when the service was called.
+        deadline: Instant,
+        // The timer, armed only once the response is not ready on its first poll: a
+        // handler that finishes at once (most of them) costs no timer registration and
+        // no allocation.
+        sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
     }
 }
@@ -27,7 +30,8 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(response: F, timeout: Duration) -> Self {
         ResponseFuture {
             response,
-            sleep: tokio::time::sleep(timeout),
+            deadline: Instant::now() + timeout,
+            sleep: None,
             timeout,
         }
     }
@@ -46,7 +50,11 @@ where
         if let Poll::Ready(result) = this.response.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
+        let deadline = *this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => Poll::Ready(Err(elapsed(*this.timeout))),
         }
