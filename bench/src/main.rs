@@ -1,0 +1,110 @@
+//! `wharf-bench`: drains the same backlog with the broker's plain at-least-once loop,
+//! with wharf and a bare stack, and with wharf and the recommended stack, alternating
+//! the three in every round so drift hits them alike, and prints msgs/s with the ratios.
+//!
+//! Run with `cargo run --release -p wharf-bench -- --broker memory`
+//! (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
+
+mod memory;
+mod report;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// What one run drains.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) messages: usize,
+    pub(crate) size: usize,
+    pub(crate) rounds: usize,
+    pub(crate) in_flight: usize,
+}
+
+/// The three ways of draining a backlog, in the order each round runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// The broker client's own at-least-once loop.
+    Raw,
+    /// wharf with only the handler.
+    Bare,
+    /// wharf with the recommended stack.
+    Recommended,
+}
+
+impl Variant {
+    pub(crate) const ALL: [Variant; 3] = [Variant::Raw, Variant::Bare, Variant::Recommended];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Variant::Raw => "plain client",
+            Variant::Bare => "wharf, bare stack",
+            Variant::Recommended => "wharf, recommended stack",
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: wharf-bench --broker memory [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+}
+
+fn parse() -> Result<(String, Settings), String> {
+    let mut broker = None;
+    let mut s = Settings {
+        messages: 200_000,
+        size: 256,
+        rounds: 5,
+        in_flight: 256,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("`{flag}` needs a value\n{}", usage()))
+        };
+        let number = |v: String, field: &str| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{field}` must be a positive integer, got `{v}`"))
+        };
+        match flag.as_str() {
+            "--broker" => broker = Some(value()?),
+            "--messages" => s.messages = number(value()?, "--messages")?,
+            "--size" => s.size = number(value()?, "--size")?,
+            "--rounds" => s.rounds = number(value()?, "--rounds")?,
+            "--in-flight" => s.in_flight = number(value()?, "--in-flight")?,
+            "--help" | "-h" => return Err(usage().to_owned()),
+            other => return Err(format!("unknown argument `{other}`\n{}", usage())),
+        }
+    }
+    let broker = broker.ok_or_else(|| format!("`--broker` is required\n{}", usage()))?;
+    Ok((broker, s))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (broker, settings) = match parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = match broker.as_str() {
+        "memory" => memory::run(&settings).await,
+        other => {
+            eprintln!("unknown broker `{other}` (built: memory)");
+            return ExitCode::from(2);
+        }
+    };
+    report::print(&broker, &settings, &results);
+    ExitCode::SUCCESS
+}
+
+/// One timed drain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub(crate) variant: Variant,
+    pub(crate) elapsed: Duration,
+    pub(crate) messages: usize,
+}

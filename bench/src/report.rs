@@ -1,0 +1,49 @@
+//! Medians and ratios.
+
+use std::time::Duration;
+
+use crate::{Sample, Settings, Variant};
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    let n = rates.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        rates[n / 2]
+    } else {
+        (rates[n / 2 - 1] + rates[n / 2]) / 2.0
+    }
+}
+
+fn rate(s: &Sample) -> f64 {
+    s.messages as f64 / s.elapsed.max(Duration::from_nanos(1)).as_secs_f64()
+}
+
+pub(crate) fn print(broker: &str, settings: &Settings, samples: &[Sample]) {
+    println!(
+        "broker {broker}: {} messages of {} B, {} rounds, in flight {}",
+        settings.messages, settings.size, settings.rounds, settings.in_flight
+    );
+    let medians: Vec<(Variant, f64)> = Variant::ALL
+        .iter()
+        .map(|v| {
+            let rates = samples
+                .iter()
+                .filter(|s| s.variant == *v)
+                .map(rate)
+                .collect();
+            (*v, median(rates))
+        })
+        .collect();
+    let raw = medians[0].1;
+    for (v, m) in &medians {
+        let ratio = if raw > 0.0 { m / raw } else { 0.0 };
+        println!(
+            "  {:<26} {:>12.0} msg/s (median)   ratio to plain client {:.2}",
+            v.label(),
+            m,
+            ratio
+        );
+    }
+}
