@@ -13,3 +13,20 @@ wait_for_port() {
   echo "error: $name is not answering on 127.0.0.1:$port" >&2
   return 1
 }
+
+# nats-server with JetStream on 127.0.0.1:4222 (the NATS adapter's broker tests).
+ensure_nats() {
+  if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    return 0
+  fi
+  if [[ ! -x /usr/sbin/nats-server ]]; then
+    echo "installing nats-server (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null \
+      || { echo "error: could not install nats-server" >&2; return 1; }
+  fi
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log \
+    || { echo "error: could not start nats-server" >&2; return 1; }
+  wait_for_port 4222 nats-server 30
+}

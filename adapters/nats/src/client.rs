@@ -1,0 +1,197 @@
+//! The connection: one async-nats client shared by subscribers and publishers.
+
+use std::time::Duration;
+
+use async_nats::jetstream::Context as JetStream;
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use wharf::Error;
+
+use crate::config::{Auth, CoreSource, JetStreamSource, Mode, NatsConfig};
+use crate::error;
+use crate::publisher::NatsPublisher;
+use crate::subscriber::{CoreSubscriber, JetStreamSubscriber};
+use crate::topology;
+
+/// A connection to NATS, with the [`NatsConfig`] it was made from.
+///
+/// Cheap to clone (the client is shared). async-nats reconnects by itself, without a
+/// limit, and re-sends subscriptions; the JetStream subscriber also re-issues its pulls
+/// (see [`subscriber`](crate::subscriber)).
+#[derive(Clone)]
+pub struct NatsClient {
+    client: Client,
+    js: JetStream,
+    config: NatsConfig,
+}
+
+impl std::fmt::Debug for NatsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsClient {
+    /// Validates `config` and connects. Fails with [`Error::Config`] naming the field for
+    /// a bad setting, and [`Error::Connection`] when no server answers.
+    pub async fn connect(config: NatsConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let mut options = match config.auth() {
+            Auth::None => ConnectOptions::new(),
+            Auth::Token(t) => ConnectOptions::with_token(t.expose().to_owned()),
+            Auth::UserPassword { user, password } => {
+                ConnectOptions::with_user_and_password(user.clone(), password.expose().to_owned())
+            }
+            Auth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| Error::config("creds_file", format!("cannot be read: {e}")))?,
+            Auth::NkeySeedFile(path) => {
+                let seed = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| Error::config("nkey_seed_file", format!("cannot be read: {e}")))?;
+                ConnectOptions::with_nkey(seed.trim().to_owned())
+            }
+        };
+        let tls = config.tls_options();
+        if tls.required {
+            options = options.require_tls(true);
+        }
+        if tls.first {
+            options = options.tls_first();
+        }
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if let Some(name) = config.connection_name() {
+            options = options.name(name);
+        }
+        let servers: Vec<ServerAddr> = config
+            .servers()
+            .iter()
+            .map(|s| {
+                s.parse::<ServerAddr>()
+                    .map_err(|e| Error::config("servers", format!("not a server address: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let client = options
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
+                    other => tracing::warn!(event = %other, "NATS event"),
+                }
+            })
+            .connect(servers)
+            .await
+            .map_err(|e| error::connection("connecting to NATS", e))?;
+        let js = async_nats::jetstream::new(client.clone());
+        Ok(NatsClient { client, js, config })
+    }
+
+    /// The configuration this client was made from.
+    pub fn config(&self) -> &NatsConfig {
+        &self.config
+    }
+
+    /// The underlying async-nats client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The JetStream context of the client.
+    pub fn jetstream(&self) -> &JetStream {
+        &self.js
+    }
+
+    /// A subscriber for the configured JetStream source. [`Error::Config`] if the config
+    /// is Core NATS (use [`core_subscriber`](Self::core_subscriber)).
+    pub async fn jetstream_subscriber(&self) -> Result<JetStreamSubscriber, Error> {
+        match self.config.mode() {
+            Mode::JetStream(source) => self.jetstream_subscriber_for(source.clone()).await,
+            Mode::Core(_) => Err(Error::config(
+                "url",
+                "a JetStream subscriber needs a `nats+jetstream://` configuration",
+            )),
+        }
+    }
+
+    /// A subscriber for `source` (declaring its streams and durable consumer) on this
+    /// connection.
+    pub async fn jetstream_subscriber_for(
+        &self,
+        source: JetStreamSource,
+    ) -> Result<JetStreamSubscriber, Error> {
+        crate::config::validate_jetstream(&source)?;
+        JetStreamSubscriber::start(self.client.clone(), self.js.clone(), source).await
+    }
+
+    /// A subscriber for the configured Core NATS source. [`Error::Config`] if the config
+    /// is JetStream.
+    pub async fn core_subscriber(&self) -> Result<CoreSubscriber, Error> {
+        match self.config.mode() {
+            Mode::Core(source) => self.core_subscriber_for(source).await,
+            Mode::JetStream(_) => Err(Error::config(
+                "url",
+                "a Core NATS subscriber needs a `nats://` configuration",
+            )),
+        }
+    }
+
+    /// A Core NATS subscriber for `source` on this connection.
+    pub async fn core_subscriber_for(&self, source: &CoreSource) -> Result<CoreSubscriber, Error> {
+        crate::config::validate_subject("subject", &source.subject, true)?;
+        CoreSubscriber::start(
+            self.client.clone(),
+            &source.subject,
+            source.queue_group.as_deref(),
+        )
+        .await
+    }
+
+    /// A publisher of the configured kind: JetStream (confirmed by the stream) for a
+    /// `nats+jetstream://` configuration, Core NATS otherwise.
+    pub fn publisher(&self) -> NatsPublisher {
+        match self.config.mode() {
+            Mode::JetStream(_) => NatsPublisher::jetstream(self.client.clone()),
+            Mode::Core(_) => NatsPublisher::core(self.client.clone()),
+        }
+    }
+
+    /// Creates or binds the streams and durable consumer of `source` (what
+    /// [`jetstream_subscriber_for`](Self::jetstream_subscriber_for) does first), so
+    /// messages published from now on are kept for the group.
+    pub async fn declare(&self, source: &JetStreamSource) -> Result<(), Error> {
+        crate::config::validate_jetstream(source)?;
+        topology::declare(&self.js, source).await.map(|_| ())
+    }
+
+    /// The dead letters kept for `source` (the messages in its dead-letter stream, with
+    /// their `wharf-dlq-*` headers), oldest first: to inspect or replay them.
+    pub async fn dead_letters(
+        &self,
+        source: &JetStreamSource,
+    ) -> Result<Vec<wharf::Message>, Error> {
+        topology::read_stream(&self.js, &source.dead_letter_stream).await
+    }
+
+    /// Deletes a stream (tests, cleanup); `Ok(false)` if it did not exist.
+    pub async fn delete_stream(&self, name: &str) -> Result<bool, Error> {
+        topology::delete_stream(&self.js, name).await
+    }
+
+    /// Sends everything buffered in the client (acks included) and waits for the server.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| error::connection("flushing", e))
+    }
+}
