@@ -2,10 +2,12 @@
 //! with wharf and a bare stack, and with wharf and the recommended stack, alternating
 //! the three in every round so drift hits them alike, and prints msgs/s with the ratios.
 //!
-//! Run with `cargo run --release -p wharf-bench -- --broker memory`
+//! Run with `cargo run --release -p wharf-bench -- --broker memory` (or `nats`: JetStream
+//! on 127.0.0.1:4222)
 //! (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
 
 mod memory;
+mod nats;
 mod report;
 
 use std::process::ExitCode;
@@ -44,7 +46,7 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+    "usage: wharf-bench --broker memory|nats [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
 }
 
 fn parse() -> Result<(String, Settings), String> {
@@ -92,8 +94,9 @@ async fn main() -> ExitCode {
     };
     let results = match broker.as_str() {
         "memory" => memory::run(&settings).await,
+        "nats" | "jetstream" => nats::run(&settings).await,
         other => {
-            eprintln!("unknown broker `{other}` (built: memory)");
+            eprintln!("unknown broker `{other}` (built: memory, nats)");
             return ExitCode::from(2);
         }
     };
