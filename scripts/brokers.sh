@@ -30,3 +30,23 @@ ensure_nats() {
     || { echo "error: could not start nats-server" >&2; return 1; }
   wait_for_port 4222 nats-server 30
 }
+
+# RabbitMQ on 127.0.0.1:5672 (the RabbitMQ adapter's broker tests and example).
+ensure_rabbitmq() {
+  if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    return 0
+  fi
+  if [[ ! -x /usr/sbin/rabbitmq-server ]]; then
+    echo "installing rabbitmq-server (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null \
+      || { echo "error: could not install rabbitmq-server" >&2; return 1; }
+  fi
+  # The node may be up with the app stopped (after `rabbitmqctl stop_app`).
+  if rabbitmqctl -q ping >/dev/null 2>&1; then
+    rabbitmqctl -q start_app || { echo "error: could not start the RabbitMQ app" >&2; return 1; }
+  else
+    rabbitmq-server -detached || { echo "error: could not start rabbitmq-server" >&2; return 1; }
+  fi
+  rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
+  wait_for_port 5672 rabbitmq-server 120
+}

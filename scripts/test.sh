@@ -16,7 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # Adapters that need a broker add an `ensure_<broker>` function in scripts/brokers.sh
 # and list it here.
 source scripts/brokers.sh
-BROKERS=(nats)
+BROKERS=(nats rabbitmq)
 if [[ "${WHARF_SKIP_BROKERS:-0}" != "1" ]]; then
   for b in "${BROKERS[@]}"; do
     step "ensure $b"

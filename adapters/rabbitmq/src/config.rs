@@ -1,0 +1,668 @@
+//! Configuration: parsed from an `amqp://` URL, or built field by field.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wharf_rabbitmq::{QueueType, RabbitConfig};
+//!
+//! let config = RabbitConfig::from_url(
+//!     "amqp://app:s3cret@127.0.0.1:5672/%2f?queue=orders&prefetch=32&retry_tiers=1s,10s,60s",
+//! )?;
+//! assert_eq!(config.queue(), Some("orders"));
+//! assert_eq!(config.prefetch(), 32);
+//! assert_eq!(config.queue_type(), QueueType::Quorum);
+//! // The password never prints.
+//! assert!(!format!("{config:?}").contains("s3cret"));
+//!
+//! // The same with the builder, starting from the URL's connection part:
+//! let config = RabbitConfig::builder_from_url("amqp://app:s3cret@127.0.0.1/%2f")?
+//!     .queue("orders")
+//!     .prefetch(32)
+//!     .retry_tiers([Duration::from_secs(1), Duration::from_secs(10)])
+//!     .build()?;
+//! assert_eq!(config.retry_tiers().len(), 2);
+//! # Ok::<(), wharf::Error>(())
+//! ```
+//!
+//! # URL
+//!
+//! `amqp://user:password@host:port/vhost?option=value&...` (`amqps://` for TLS, with the
+//! `tls` feature). The user, password and vhost are percent-decoded (`%2f` is the default
+//! vhost `/`, which is also what an empty path means). Options:
+//!
+//! | option | default | meaning |
+//! |---|---|---|
+//! | `queue` | none (required to subscribe) | the work queue |
+//! | `prefetch` | 64 | `basic.qos` prefetch: deliveries in flight per subscriber |
+//! | `queue_type` | `quorum` | `quorum` or `classic`, for every queue declared |
+//! | `exchange` | none | an exchange (topic kind, durable) the work queue is bound to |
+//! | `binding_key` | `#` | the binding key from `exchange` to the work queue |
+//! | `consumer_tag` | server-generated | the consumer tag (also the `wharf-dlq-consumer` of native dead letters) |
+//! | `declare` | `true` | declare the topology; `false` only verifies it exists (passive declares) |
+//! | `retry_tiers` | `1s,10s,60s,10m` | delays of the retry tier queues (humantime durations) |
+//! | `queue_expires` | none | `x-expires` on every declared queue (tests, temporary queues) |
+//! | `heartbeat` | broker's | heartbeat interval in seconds |
+//! | `connect_timeout` | `10s` | bound on connecting and declaring |
+//! | `reconnect_min`, `reconnect_max` | `100ms`, `10s` | reconnect backoff bounds |
+//! | `connection_name` | `wharf` | the connection name shown by the management tools |
+//!
+//! An unknown option, or an invalid value, is an [`Error::Config`] naming it.
+
+use std::fmt;
+use std::time::Duration;
+
+use lapin::types::ShortString;
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use url::Url;
+use wharf::Error;
+
+/// The type of every queue the adapter declares (work, retry tiers, dead letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated, durable, with a broker-side delivery count (`x-delivery-count`): the
+    /// attempt number survives a crash. The default.
+    #[default]
+    Quorum,
+    /// Classic durable queue: no delivery count, only the `redelivered` flag.
+    Classic,
+}
+
+impl QueueType {
+    /// `quorum` or `classic`, as in `x-queue-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+/// How to reach RabbitMQ and what to consume.
+///
+/// Build it with [`RabbitConfig::from_url`] or [`RabbitConfig::builder`]; both validate
+/// every field and fail with [`Error::Config`] naming the field. `Debug` never prints the
+/// password.
+#[derive(Clone)]
+pub struct RabbitConfig {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) vhost: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) heartbeat: Option<u16>,
+    pub(crate) queue: Option<String>,
+    pub(crate) exchange: Option<String>,
+    pub(crate) binding_key: String,
+    pub(crate) prefetch: u16,
+    pub(crate) queue_type: QueueType,
+    pub(crate) consumer_tag: Option<String>,
+    pub(crate) declare: bool,
+    pub(crate) retry_tiers: Vec<Duration>,
+    pub(crate) queue_expires: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) connection_name: String,
+}
+
+impl RabbitConfig {
+    /// Default prefetch (`basic.qos`).
+    pub const DEFAULT_PREFETCH: u16 = 64;
+
+    /// Parses and validates a configuration from an `amqp://` or `amqps://` URL.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        Self::builder_from_url(url)?.build()
+    }
+
+    /// A builder initialised from a URL (connection and options), to override fields.
+    pub fn builder_from_url(url: &str) -> Result<RabbitConfigBuilder, Error> {
+        RabbitConfigBuilder::from_url(url)
+    }
+
+    /// A builder with the defaults: `amqp://guest:guest@127.0.0.1:5672/%2f`, no queue.
+    pub fn builder() -> RabbitConfigBuilder {
+        RabbitConfigBuilder::default()
+    }
+
+    /// A builder holding this configuration, to derive another (say, one per queue).
+    pub fn to_builder(&self) -> RabbitConfigBuilder {
+        RabbitConfigBuilder {
+            config: self.clone(),
+        }
+    }
+
+    /// `true` for `amqps://`.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The broker's host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The broker's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The virtual host.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The work queue, if one is configured.
+    pub fn queue(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
+    /// The exchange the work queue is bound to, if any.
+    pub fn exchange(&self) -> Option<&str> {
+        self.exchange.as_deref()
+    }
+
+    /// The binding key from the exchange to the work queue.
+    pub fn binding_key(&self) -> &str {
+        &self.binding_key
+    }
+
+    /// The prefetch (`basic.qos`): deliveries in flight per subscriber.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch
+    }
+
+    /// The type of every declared queue.
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
+    }
+
+    /// The consumer tag, if set (else the broker generates one).
+    pub fn consumer_tag(&self) -> Option<&str> {
+        self.consumer_tag.as_deref()
+    }
+
+    /// `true` to declare the topology, `false` to verify it only.
+    pub fn declare(&self) -> bool {
+        self.declare
+    }
+
+    /// The retry tier delays, ascending.
+    pub fn retry_tiers(&self) -> &[Duration] {
+        &self.retry_tiers
+    }
+
+    /// `x-expires` of every declared queue, if set.
+    pub fn queue_expires(&self) -> Option<Duration> {
+        self.queue_expires
+    }
+
+    /// Bound on connecting and declaring the topology.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Reconnect backoff: first and largest wait.
+    pub fn reconnect_backoff(&self) -> (Duration, Duration) {
+        (self.reconnect_min, self.reconnect_max)
+    }
+
+    /// The work queue, or a configuration error naming `queue`.
+    pub(crate) fn require_queue(&self) -> Result<&str, Error> {
+        self.queue
+            .as_deref()
+            .ok_or_else(|| Error::config("queue", "a work queue is required to subscribe"))
+    }
+
+    /// The URI lapin connects to (holds the password: never print it).
+    pub(crate) fn amqp_uri(&self) -> AMQPUri {
+        AMQPUri {
+            scheme: if self.tls {
+                AMQPScheme::AMQPS
+            } else {
+                AMQPScheme::AMQP
+            },
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo {
+                    username: self.username.clone(),
+                    password: self.password.clone(),
+                },
+                host: self.host.clone(),
+                port: self.port,
+            },
+            vhost: self.vhost.clone(),
+            query: AMQPQueryString {
+                heartbeat: self.heartbeat,
+                connection_timeout: Some(self.connect_timeout.as_millis() as u64),
+                ..AMQPQueryString::default()
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.tls && !cfg!(feature = "tls") {
+            return Err(Error::config(
+                "url",
+                "`amqps://` needs the `tls` feature of wharf-rabbitmq",
+            ));
+        }
+        if self.host.is_empty() {
+            return Err(Error::config("host", "must not be empty"));
+        }
+        if self.prefetch == 0 {
+            return Err(Error::config(
+                "prefetch",
+                "must be at least 1 (0 would mean unbounded in AMQP)",
+            ));
+        }
+        if self.retry_tiers.is_empty() {
+            return Err(Error::config("retry_tiers", "at least one tier is needed"));
+        }
+        for tier in &self.retry_tiers {
+            if tier.as_millis() == 0 {
+                return Err(Error::config(
+                    "retry_tiers",
+                    "every tier must be at least 1 ms",
+                ));
+            }
+            if tier.as_millis() > u128::from(u32::MAX) {
+                return Err(Error::config(
+                    "retry_tiers",
+                    "a tier must fit `x-message-ttl` (at most about 49 days)",
+                ));
+            }
+        }
+        if let Some(expires) = self.queue_expires {
+            let largest = self.retry_tiers.last().copied().unwrap_or_default();
+            if expires <= largest {
+                return Err(Error::config(
+                    "queue_expires",
+                    "must be longer than the largest retry tier, or a tier queue could expire \
+                     with messages in it",
+                ));
+            }
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            return Err(Error::config(
+                "reconnect_min",
+                "must be above zero and at most `reconnect_max`",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config("connect_timeout", "must be above zero"));
+        }
+        if let Some(queue) = &self.queue {
+            if queue.is_empty() {
+                return Err(Error::config("queue", "must not be empty"));
+            }
+            // The longest derived name is the largest tier's (or the dead-letter queue).
+            for name in crate::topology::Topology::names_for(queue, &self.retry_tiers) {
+                short_string("queue", &name)?;
+            }
+        }
+        if let Some(exchange) = &self.exchange {
+            if exchange.is_empty() {
+                return Err(Error::config(
+                    "exchange",
+                    "must not be empty (leave it unset for the default exchange)",
+                ));
+            }
+            short_string("exchange", exchange)?;
+        }
+        short_string("binding_key", &self.binding_key)?;
+        if let Some(tag) = &self.consumer_tag {
+            short_string("consumer_tag", tag)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `value` fits an AMQP short string (255 bytes).
+pub(crate) fn short_string(field: &str, value: &str) -> Result<ShortString, Error> {
+    ShortString::try_new(value).map_err(|_| {
+        Error::config(
+            field,
+            format!(
+                "`{}…` is {} bytes long; AMQP names are at most 255 bytes",
+                value.chars().take(32).collect::<String>(),
+                value.len()
+            ),
+        )
+    })
+}
+
+impl fmt::Debug for RabbitConfig {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitConfig")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("vhost", &self.vhost)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("queue", &self.queue)
+            .field("exchange", &self.exchange)
+            .field("binding_key", &self.binding_key)
+            .field("prefetch", &self.prefetch)
+            .field("queue_type", &self.queue_type)
+            .field("consumer_tag", &self.consumer_tag)
+            .field("declare", &self.declare)
+            .field("retry_tiers", &self.retry_tiers)
+            .field("queue_expires", &self.queue_expires)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RabbitConfig`]; [`build`](Self::build) validates it.
+#[derive(Clone)]
+pub struct RabbitConfigBuilder {
+    config: RabbitConfig,
+}
+
+impl fmt::Debug for RabbitConfigBuilder {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RabbitConfigBuilder")
+            .field(&self.config)
+            .finish()
+    }
+}
+
+impl Default for RabbitConfigBuilder {
+    fn default() -> Self {
+        RabbitConfigBuilder {
+            config: RabbitConfig {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 5672,
+                vhost: "/".into(),
+                username: "guest".into(),
+                password: "guest".into(),
+                heartbeat: None,
+                queue: None,
+                exchange: None,
+                binding_key: "#".into(),
+                prefetch: RabbitConfig::DEFAULT_PREFETCH,
+                queue_type: QueueType::Quorum,
+                consumer_tag: None,
+                declare: true,
+                retry_tiers: vec![
+                    Duration::from_secs(1),
+                    Duration::from_secs(10),
+                    Duration::from_secs(60),
+                    Duration::from_secs(600),
+                ],
+                queue_expires: None,
+                connect_timeout: Duration::from_secs(10),
+                reconnect_min: Duration::from_millis(100),
+                reconnect_max: Duration::from_secs(10),
+                connection_name: "wharf".into(),
+            },
+        }
+    }
+}
+
+fn parse_duration(field: &str, value: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(value.trim()).map_err(|e| {
+        Error::config(
+            field,
+            format!("`{value}` is not a duration like `500ms` or `10s`: {e}"),
+        )
+    })
+}
+
+fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Error::config(
+            field,
+            format!("`{value}` is not `true` or `false`"),
+        )),
+    }
+}
+
+fn percent_decode(field: &str, value: &str) -> Result<String, Error> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::config(field, "invalid percent-encoding"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    // The reason never quotes the value: this decodes the password too.
+    String::from_utf8(out).map_err(|_| Error::config(field, "not UTF-8 once percent-decoded"))
+}
+
+impl RabbitConfigBuilder {
+    /// A builder from an `amqp://` or `amqps://` URL (see the [module docs](self)).
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        // `url`'s errors never quote the input, so the password cannot leak through them.
+        let parsed =
+            Url::parse(url).map_err(|e| Error::config("url", format!("not a valid URL: {e}")))?;
+        let mut b = RabbitConfigBuilder::default();
+        let c = &mut b.config;
+        c.tls = match parsed.scheme() {
+            "amqp" => false,
+            "amqps" => true,
+            other => {
+                return Err(Error::config(
+                    "url",
+                    format!("scheme `{other}` is not `amqp` or `amqps`"),
+                ))
+            }
+        };
+        c.host = parsed
+            .host_str()
+            .ok_or_else(|| Error::config("host", "the URL names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        c.port = parsed.port().unwrap_or(if c.tls { 5671 } else { 5672 });
+        if !parsed.username().is_empty() {
+            c.username = percent_decode("username", parsed.username())?;
+            c.password = match parsed.password() {
+                Some(p) => percent_decode("password", p)?,
+                None => String::new(),
+            };
+        }
+        let path = parsed.path().strip_prefix('/').unwrap_or(parsed.path());
+        c.vhost = if path.is_empty() {
+            "/".into()
+        } else {
+            percent_decode("vhost", path)?
+        };
+        for (key, value) in parsed.query_pairs() {
+            let value = value.as_ref();
+            match key.as_ref() {
+                "queue" => c.queue = Some(value.to_owned()),
+                "exchange" => c.exchange = Some(value.to_owned()),
+                "binding_key" => c.binding_key = value.to_owned(),
+                "prefetch" => {
+                    c.prefetch = value.parse().map_err(|_| {
+                        Error::config(
+                            "prefetch",
+                            format!("`{value}` is not a number in 1..=65535"),
+                        )
+                    })?
+                }
+                "queue_type" => {
+                    c.queue_type = match value {
+                        "quorum" => QueueType::Quorum,
+                        "classic" => QueueType::Classic,
+                        other => {
+                            return Err(Error::config(
+                                "queue_type",
+                                format!("`{other}` is not `quorum` or `classic`"),
+                            ))
+                        }
+                    }
+                }
+                "consumer_tag" => c.consumer_tag = Some(value.to_owned()),
+                "declare" => c.declare = parse_bool("declare", value)?,
+                "retry_tiers" => {
+                    c.retry_tiers = value
+                        .split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| parse_duration("retry_tiers", s))
+                        .collect::<Result<_, _>>()?
+                }
+                "queue_expires" => c.queue_expires = Some(parse_duration("queue_expires", value)?),
+                "heartbeat" => {
+                    c.heartbeat = Some(value.parse().map_err(|_| {
+                        Error::config("heartbeat", format!("`{value}` is not a number of seconds"))
+                    })?)
+                }
+                "connect_timeout" => c.connect_timeout = parse_duration("connect_timeout", value)?,
+                "reconnect_min" => c.reconnect_min = parse_duration("reconnect_min", value)?,
+                "reconnect_max" => c.reconnect_max = parse_duration("reconnect_max", value)?,
+                "connection_name" => c.connection_name = value.to_owned(),
+                other => {
+                    return Err(Error::config(
+                        other,
+                        "unknown option (see wharf_rabbitmq::config for the list)",
+                    ))
+                }
+            }
+        }
+        b.config.retry_tiers.sort();
+        b.config.retry_tiers.dedup();
+        Ok(b)
+    }
+
+    /// Host name or address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.config.host = host.into();
+        self
+    }
+
+    /// Port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.config.port = port;
+        self
+    }
+
+    /// Virtual host (`/` by default).
+    pub fn vhost(mut self, vhost: impl Into<String>) -> Self {
+        self.config.vhost = vhost.into();
+        self
+    }
+
+    /// User name and password.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.username = username.into();
+        self.config.password = password.into();
+        self
+    }
+
+    /// TLS (`amqps`); needs the `tls` feature.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.config.tls = tls;
+        self
+    }
+
+    /// The work queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.config.queue = Some(queue.into());
+        self
+    }
+
+    /// An exchange (topic kind, durable) to bind the work queue to.
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.config.exchange = Some(exchange.into());
+        self
+    }
+
+    /// The binding key from the exchange to the work queue (`#` by default).
+    pub fn binding_key(mut self, key: impl Into<String>) -> Self {
+        self.config.binding_key = key.into();
+        self
+    }
+
+    /// Prefetch (`basic.qos`): deliveries in flight per subscriber (64 by default).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.config.prefetch = prefetch;
+        self
+    }
+
+    /// Queue type of every declared queue (quorum by default).
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.config.queue_type = queue_type;
+        self
+    }
+
+    /// Consumer tag (else generated by the broker).
+    pub fn consumer_tag(mut self, tag: impl Into<String>) -> Self {
+        self.config.consumer_tag = Some(tag.into());
+        self
+    }
+
+    /// `true` (default) declares the topology; `false` verifies that it exists.
+    pub fn declare(mut self, declare: bool) -> Self {
+        self.config.declare = declare;
+        self
+    }
+
+    /// Retry tier delays (any order; duplicates are merged).
+    pub fn retry_tiers(mut self, tiers: impl IntoIterator<Item = Duration>) -> Self {
+        let mut tiers: Vec<Duration> = tiers.into_iter().collect();
+        tiers.sort();
+        tiers.dedup();
+        self.config.retry_tiers = tiers;
+        self
+    }
+
+    /// `x-expires` on every declared queue: the broker deletes a queue unused that long.
+    /// For tests and temporary consumers.
+    pub fn queue_expires(mut self, expires: Duration) -> Self {
+        self.config.queue_expires = Some(expires);
+        self
+    }
+
+    /// Heartbeat interval in seconds.
+    pub fn heartbeat(mut self, seconds: u16) -> Self {
+        self.config.heartbeat = Some(seconds);
+        self
+    }
+
+    /// Bound on connecting and declaring (10 s by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnect backoff: the first wait, doubled per failure up to `max`.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.reconnect_min = min;
+        self.config.reconnect_max = max;
+        self
+    }
+
+    /// Connection name shown by the management tools (`wharf` by default).
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.config.connection_name = name.into();
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<RabbitConfig, Error> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}

@@ -1,0 +1,229 @@
+//! Publishing with publisher confirms and `mandatory`.
+//!
+//! [`RabbitPublisher::publish`] returns only once the broker confirmed the message
+//! (`basic.ack` in confirm mode). A message the broker returns as unroutable (no queue
+//! bound for it: `mandatory` is always set) or refuses (`basic.nack`) is an error, and
+//! the [`PublishError`] hands the message back. Messages are persistent
+//! (`delivery_mode = 2`).
+//!
+//! # Destinations
+//!
+//! | destination | exchange | routing key |
+//! |---|---|---|
+//! | `orders` or `/queues/orders` | the default exchange | `orders`: straight to the queue |
+//! | `/exchanges/events` | `events` | empty |
+//! | `/exchanges/events/order.created` | `events` | `order.created` |
+//!
+//! The `/queues/...` and `/exchanges/...` forms follow RabbitMQ's AMQP 1.0 addresses; a
+//! bare name is a queue, so the dead-letter layer's default destination `<queue>.dlq`
+//! reaches the dead-letter queue this adapter declares.
+//!
+//! The message's key travels in the `wharf-key` header, never in the routing key: choose
+//! the routing key with the destination. See [`message`](crate::message) for the whole
+//! mapping.
+//!
+//! A connection failure drops the publisher's connection; the next publish reconnects.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
+use lapin::{Channel, Confirmation, Connection};
+use tokio::sync::Mutex;
+use wharf::{Error, Message, PublishError, Publisher};
+
+use crate::config::RabbitConfig;
+use crate::error::{timeout, RabbitError};
+use crate::message::to_properties;
+
+/// Bound on one publish and its confirmation.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publishes to RabbitMQ and waits for the broker's confirmation.
+///
+/// Cheap to share (`Arc<RabbitPublisher>`); concurrent publishes are pipelined on one
+/// confirm-mode channel.
+pub struct RabbitPublisher {
+    config: RabbitConfig,
+    state: Mutex<Option<Link>>,
+}
+
+/// A connection and its confirm-mode channel.
+struct Link {
+    // Kept so the connection lives as long as the channel.
+    connection: Connection,
+    channel: Channel,
+}
+
+impl fmt::Debug for RabbitPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitPublisher")
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .field("vhost", &self.config.vhost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RabbitPublisher {
+    /// Connects (the configuration's connection part; queue settings are not used).
+    pub async fn connect(config: &RabbitConfig) -> Result<Self, Error> {
+        let link = open(config)
+            .await
+            .map_err(|e| Error::Connection(Box::new(e)))?;
+        Ok(RabbitPublisher {
+            config: config.clone(),
+            state: Mutex::new(Some(link)),
+        })
+    }
+
+    /// Closes the connection. Publishing afterwards reconnects.
+    pub async fn close(&self) {
+        if let Some(link) = self.state.lock().await.take() {
+            let _ = link.channel.close(200, "OK".into()).await;
+            let _ = link.connection.close(200, "OK".into()).await;
+        }
+    }
+
+    async fn channel(&self) -> Result<Channel, RabbitError> {
+        let mut state = self.state.lock().await;
+        if let Some(link) = state.as_ref() {
+            if link.channel.status().connected() {
+                return Ok(link.channel.clone());
+            }
+        }
+        *state = None;
+        let link = open(&self.config).await?;
+        let channel = link.channel.clone();
+        *state = Some(link);
+        Ok(channel)
+    }
+
+    async fn try_publish(&self, destination: &str, message: &Message) -> Result<(), RabbitError> {
+        let (exchange, routing_key) = parse_destination(destination)?;
+        let channel = self.channel().await?;
+        let result = publish_confirmed(&channel, exchange, routing_key, message).await;
+        if result.is_err() && !channel.status().connected() {
+            let mut state = self.state.lock().await;
+            if state
+                .as_ref()
+                .is_some_and(|l| l.channel.id() == channel.id() && !l.channel.status().connected())
+            {
+                *state = None;
+            }
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Publisher for RabbitPublisher {
+    async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
+        match self.try_publish(destination, &message).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(PublishError::new(destination, message, e)),
+        }
+    }
+}
+
+/// Opens a connection and a confirm-mode channel.
+async fn open(config: &RabbitConfig) -> Result<Link, RabbitError> {
+    let connection = crate::connection::connect(config, "publisher").await?;
+    let channel = crate::connection::confirm_channel(&connection).await?;
+    Ok(Link {
+        connection,
+        channel,
+    })
+}
+
+/// Splits a destination into exchange and routing key (see the [module docs](self)).
+pub(crate) fn parse_destination(destination: &str) -> Result<(&str, &str), RabbitError> {
+    let (exchange, key) = if let Some(queue) = destination.strip_prefix("/queues/") {
+        ("", queue)
+    } else if let Some(rest) = destination.strip_prefix("/exchanges/") {
+        rest.split_once('/').unwrap_or((rest, ""))
+    } else if destination.starts_with('/') {
+        return Err(RabbitError::Destination(
+            destination.to_owned(),
+            "expected a queue name, `/queues/<queue>` or `/exchanges/<exchange>[/<routing key>]`",
+        ));
+    } else {
+        ("", destination)
+    };
+    if exchange.len() > 255 || key.len() > 255 {
+        return Err(RabbitError::Destination(
+            destination.to_owned(),
+            "exchange names and routing keys are at most 255 bytes",
+        ));
+    }
+    if exchange.is_empty() && key.is_empty() {
+        return Err(RabbitError::Destination(
+            destination.to_owned(),
+            "names no queue or exchange",
+        ));
+    }
+    Ok((exchange, key))
+}
+
+/// Publishes `message` (mandatory, persistent) and waits for the broker's confirmation.
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &Message,
+) -> Result<(), RabbitError> {
+    let properties = to_properties(message)?;
+    let doing = || format!("publishing to exchange `{exchange}` with routing key `{routing_key}`");
+    let confirmation = timeout(PUBLISH_TIMEOUT, "publishing", async {
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(exchange),
+                ShortString::from(routing_key),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                message.payload(),
+                properties,
+            )
+            .await
+            .map_err(|e| RabbitError::amqp(doing(), e))?;
+        confirm.await.map_err(|e| RabbitError::amqp(doing(), e))
+    })
+    .await?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(RabbitError::Unroutable {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+                code: returned.reply_code,
+                text: returned.reply_text.to_string(),
+            })
+        }
+        Confirmation::Nack(None) | Confirmation::NotRequested => Err(RabbitError::Nacked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse() {
+        assert_eq!(parse_destination("orders").unwrap(), ("", "orders"));
+        assert_eq!(parse_destination("/queues/orders").unwrap(), ("", "orders"));
+        assert_eq!(
+            parse_destination("/exchanges/events").unwrap(),
+            ("events", "")
+        );
+        assert_eq!(
+            parse_destination("/exchanges/events/order.created/x").unwrap(),
+            ("events", "order.created/x")
+        );
+        assert!(parse_destination("/topics/x").is_err());
+        assert!(parse_destination("").is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The queues behind one work queue, and declaring (or verifying) them.
+//!
+//! For a work queue `orders` with tiers `1s,10s,60s,10m`:
+//!
+//! | queue | arguments | role |
+//! |---|---|---|
+//! | `orders` | `x-queue-type` | the work queue; bound to `exchange` with `binding_key` if one is configured |
+//! | `orders.retry.1s`, `orders.retry.10s`, ... | `x-message-ttl`, `x-dead-letter-exchange: ""`, `x-dead-letter-routing-key: orders` | retry tiers: a copy waits there for the tier's TTL, then the broker dead-letters it back to `orders` |
+//! | `orders.dlq` | `x-queue-type` | dead letters with the `wharf-dlq-*` headers |
+//!
+//! Every queue is durable and of the configured [`QueueType`]; quorum
+//! tier queues dead-letter `at-least-once` (with `x-overflow: reject-publish`, which that
+//! strategy needs), so a message moving from a tier back to the work queue is never lost.
+//!
+//! A `Retry { after }` goes to the smallest tier ≥ `after` (the largest tier when `after`
+//! is longer than every tier): delays are rounded **up** to a tier. Because all messages
+//! in a tier queue have the same TTL, they expire in order and a long delay never holds
+//! up a short one (per-message TTLs in a shared queue would: they expire only at the
+//! head). No plugin is needed.
+//!
+//! Re-declaring a queue with other arguments (another type, other tiers) fails with
+//! `PRECONDITION_FAILED`; change a topology by deleting the queues or using new names.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+use wharf::Error;
+
+use crate::config::{QueueType, RabbitConfig};
+use crate::error::RabbitError;
+
+/// The names and arguments of a work queue's topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    queue: String,
+    exchange: Option<String>,
+    binding_key: String,
+    tiers: Vec<(Duration, String)>,
+    dead_letter_queue: String,
+    queue_type: QueueType,
+    expires: Option<Duration>,
+    declare: bool,
+}
+
+/// A tier's name suffix: `100ms`, `1s`, `10m`, `2h`.
+fn tier_label(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl Topology {
+    /// The topology of `config`'s work queue (a configuration error if it has none).
+    pub fn new(config: &RabbitConfig) -> Result<Self, Error> {
+        let queue = config.require_queue()?.to_owned();
+        Ok(Topology {
+            tiers: config
+                .retry_tiers()
+                .iter()
+                .map(|d| (*d, format!("{queue}.retry.{}", tier_label(*d))))
+                .collect(),
+            dead_letter_queue: format!("{queue}.dlq"),
+            exchange: config.exchange().map(str::to_owned),
+            binding_key: config.binding_key().to_owned(),
+            queue_type: config.queue_type(),
+            expires: config.queue_expires(),
+            declare: config.declare(),
+            queue,
+        })
+    }
+
+    /// Every queue name derived from `queue`, for validation.
+    pub(crate) fn names_for(queue: &str, tiers: &[Duration]) -> Vec<String> {
+        let mut names = vec![queue.to_owned(), format!("{queue}.dlq")];
+        names.extend(
+            tiers
+                .iter()
+                .map(|d| format!("{queue}.retry.{}", tier_label(*d))),
+        );
+        names
+    }
+
+    /// The work queue.
+    pub fn work_queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The dead-letter queue, `<queue>.dlq`.
+    pub fn dead_letter_queue(&self) -> &str {
+        &self.dead_letter_queue
+    }
+
+    /// The retry tiers: delay and queue name, ascending.
+    pub fn tiers(&self) -> impl ExactSizeIterator<Item = (Duration, &str)> + '_ {
+        self.tiers.iter().map(|(d, n)| (*d, n.as_str()))
+    }
+
+    /// The tier a `Retry { after }` goes to: the smallest ≥ `after`, else the largest.
+    pub fn tier_for(&self, after: Duration) -> (Duration, &str) {
+        let (d, n) = self
+            .tiers
+            .iter()
+            .find(|(d, _)| *d >= after)
+            .or_else(|| self.tiers.last())
+            .map(|(d, n)| (*d, n.as_str()))
+            // `RabbitConfig` validation guarantees at least one tier.
+            .unwrap_or((Duration::ZERO, self.queue.as_str()));
+        (d, n)
+    }
+
+    /// The queue type of every queue.
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
+    }
+
+    fn base_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(self.queue_type.as_str().into()),
+        );
+        if let Some(expires) = self.expires {
+            args.insert(
+                "x-expires".into(),
+                AMQPValue::LongLongInt(expires.as_millis().min(i64::MAX as u128) as i64),
+            );
+        }
+        args
+    }
+
+    fn tier_args(&self, ttl: Duration) -> FieldTable {
+        let mut args = self.base_args();
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(ttl.as_millis() as i64),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(LongString::from("")),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.queue.as_str().into()),
+        );
+        if self.queue_type == QueueType::Quorum {
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+        args
+    }
+
+    /// Declares every queue (and the exchange and binding), or — when the configuration
+    /// says `declare = false` — verifies with passive declares that they exist.
+    ///
+    /// A failed declare closes `channel` (AMQP channel errors are final).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_inner(channel)
+            .await
+            .map_err(|e| Error::Subscribe(Box::new(e)))
+    }
+
+    pub(crate) async fn declare_inner(&self, channel: &Channel) -> Result<(), RabbitError> {
+        let passive = !self.declare;
+        let options = QueueDeclareOptions {
+            durable: true,
+            passive,
+            ..QueueDeclareOptions::default()
+        };
+        let declare = |name: &str, args: FieldTable| {
+            let name = name.to_owned();
+            async move {
+                let what = if passive { "verifying" } else { "declaring" };
+                channel
+                    .queue_declare(name.as_str().into(), options, args)
+                    .await
+                    .map(drop)
+                    .map_err(|e| RabbitError::amqp(format!("{what} queue `{name}`"), e))
+            }
+        };
+        declare(&self.queue, self.base_args()).await?;
+        for (ttl, name) in &self.tiers {
+            declare(name, self.tier_args(*ttl)).await?;
+        }
+        declare(&self.dead_letter_queue, self.base_args()).await?;
+        if let Some(exchange) = &self.exchange {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        passive,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| RabbitError::amqp(format!("declaring exchange `{exchange}`"), e))?;
+            if !passive {
+                channel
+                    .queue_bind(
+                        self.queue.as_str().into(),
+                        exchange.as_str().into(),
+                        self.binding_key.as_str().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| {
+                        RabbitError::amqp(
+                            format!("binding queue `{}` to exchange `{exchange}`", self.queue),
+                            e,
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connects, declares (or verifies) `config`'s topology, and disconnects.
+///
+/// Run it at deploy time, or before publishing to a queue nobody has subscribed to yet:
+/// messages published to an exchange before its queues exist are unroutable.
+pub async fn declare(config: &RabbitConfig) -> Result<Topology, Error> {
+    let topology = Topology::new(config)?;
+    let connection = crate::connection::connect(config, "topology")
+        .await
+        .map_err(|e| Error::Connection(Box::new(e)))?;
+    let result = async {
+        let channel = crate::connection::channel(&connection)
+            .await
+            .map_err(|e| Error::Connection(Box::new(e)))?;
+        crate::error::timeout(
+            config.connect_timeout(),
+            "declaring the topology",
+            topology.declare_inner(&channel),
+        )
+        .await
+        .map_err(|e| Error::Subscribe(Box::new(e)))?;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok(topology)
+    }
+    .await;
+    let _ = connection.close(200, "OK".into()).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_goes_to_the_smallest_tier_at_least_as_long() {
+        let config = RabbitConfig::from_url(
+            "amqp://localhost/?queue=orders&retry_tiers=100ms,1s,10s,60s,10m",
+        )
+        .unwrap();
+        let t = Topology::new(&config).unwrap();
+        assert_eq!(t.tier_for(Duration::ZERO).1, "orders.retry.100ms");
+        assert_eq!(
+            t.tier_for(Duration::from_millis(100)).1,
+            "orders.retry.100ms"
+        );
+        assert_eq!(t.tier_for(Duration::from_millis(101)).1, "orders.retry.1s");
+        assert_eq!(t.tier_for(Duration::from_secs(11)).1, "orders.retry.1m");
+        assert_eq!(t.tier_for(Duration::from_secs(3600)).1, "orders.retry.10m");
+        assert_eq!(t.dead_letter_queue(), "orders.dlq");
+    }
+}

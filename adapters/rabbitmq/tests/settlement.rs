@@ -1,0 +1,231 @@
+//! Settling on the local RabbitMQ: a retry through a tier queue, and dead letters with
+//! the same headers as on the in-memory adapter.
+
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use wharf::headers::names;
+use wharf::{
+    Acker, Consumer, Delivery, Handler, HandlerError, Headers, Message, Outcome, Publisher,
+    Subscriber,
+};
+use wharf_memory::MemoryBroker;
+use wharf_middleware::dead_letter::DeadLetterLayer;
+use wharf_rabbitmq::{
+    inspect, topology, RabbitAcker, RabbitConfig, RabbitPublisher, RabbitSubscriber,
+};
+
+async fn next(sub: &mut RabbitSubscriber) -> Delivery<RabbitAcker> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(Some(Ok(d))) => return d,
+            Ok(Some(Err(e))) => eprintln!("subscriber error (continuing): {e}"),
+            Ok(None) => panic!("the subscription ended"),
+            Err(_) => panic!("no delivery within 10 s"),
+        }
+    }
+}
+
+fn config(queue: &str) -> RabbitConfig {
+    common::base().to_builder().queue(queue).build().unwrap()
+}
+
+/// `Retry { after: 1s }` goes through the 1 s tier queue: the message published after
+/// it is delivered at once, the retried one comes back after about a second with its
+/// attempt incremented and everything else intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq"]
+async fn retry_comes_back_after_its_tier_without_blocking_others() {
+    let queue = common::unique("retry-tier");
+    let config = config(&queue);
+    let mut sub = RabbitSubscriber::connect(&config).await.unwrap();
+    let publisher = RabbitPublisher::connect(&config).await.unwrap();
+    let first = Message::with_id(format!("{queue}-first"), "one")
+        .with_key("k1")
+        .with_header("tenant", "acme");
+    publisher.publish(&queue, first.clone()).await.unwrap();
+
+    let (m, acker) = next(&mut sub).await.into_parts();
+    assert_eq!(m.id(), first.id());
+    assert_eq!(m.attempt(), 1);
+    acker
+        .settle(Outcome::retry_after(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let retried_at = Instant::now();
+
+    publisher
+        .publish(&queue, Message::with_id(format!("{queue}-second"), "two"))
+        .await
+        .unwrap();
+    let (m, acker) = next(&mut sub).await.into_parts();
+    assert_eq!(
+        m.id().as_str(),
+        format!("{queue}-second"),
+        "the message published after the retry must not wait behind it"
+    );
+    assert!(retried_at.elapsed() < Duration::from_millis(900));
+    acker.settle(Outcome::Ack).await.unwrap();
+
+    let (m, acker) = next(&mut sub).await.into_parts();
+    let waited = retried_at.elapsed();
+    acker.settle(Outcome::Ack).await.unwrap();
+    assert_eq!(m.id(), first.id());
+    assert!(
+        waited >= Duration::from_millis(900) && waited <= Duration::from_secs(3),
+        "the retry came back after {waited:?}, expected about 1 s"
+    );
+    assert_eq!(m.attempt(), 2, "the attempt is incremented");
+    assert_eq!(m.key(), first.key());
+    assert_eq!(m.payload(), first.payload());
+    assert_eq!(m.headers().get_str("tenant"), Some("acme"));
+    assert_eq!(m.origin().source(), queue);
+
+    // Nothing else is left.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), sub.next())
+            .await
+            .is_err(),
+        "a settled message came back"
+    );
+    sub.close().await.unwrap();
+    publisher.close().await;
+}
+
+/// The `wharf-dlq-*` headers (and the original ones) of a dead letter, except the time,
+/// the source name and the position (`wharf-dlq-partition`, `wharf-dlq-offset`: only
+/// brokers with positions have them; a RabbitMQ queue has none).
+fn dlq_headers(h: &Headers) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = h
+        .iter()
+        .filter(|(n, _)| n.starts_with("wharf-dlq-") || *n == "tenant")
+        .filter(|(n, _)| {
+            ![
+                names::DLQ_FAILED_AT,
+                names::DLQ_SOURCE,
+                names::DLQ_OFFSET,
+                names::DLQ_PARTITION,
+            ]
+            .contains(n)
+        })
+        .map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn rejecting(_: Message) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent(std::io::Error::other(
+        "order 42 is not valid",
+    )))
+}
+
+/// A permanent failure dead-lettered natively on RabbitMQ (no dead-letter layer) carries
+/// exactly the headers the dead-letter layer writes on the in-memory broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq"]
+async fn dead_letters_carry_the_same_headers_as_in_memory() {
+    const CONSUMER: &str = "billing";
+    let message = |q: &str| {
+        Message::with_id(format!("{q}-poison"), "payload")
+            .with_key("order-42")
+            .with_header("tenant", "acme")
+    };
+
+    // In memory, through the dead-letter layer.
+    let broker = MemoryBroker::new();
+    broker.declare_group("orders", CONSUMER);
+    broker.publish("orders", message("orders")).unwrap();
+    let stack = wharf::tower::ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), CONSUMER))
+        .service(rejecting.into_service());
+    let idle = {
+        let b = broker.clone();
+        async move { b.idle("orders", CONSUMER).await }
+    };
+    Consumer::new(CONSUMER, broker.subscribe("orders", CONSUMER), stack)
+        .run(idle)
+        .await
+        .unwrap();
+    broker.declare_group("orders.dlq", "reader");
+    let mut reader = broker.subscribe("orders.dlq", "reader");
+    let (memory_letter, _) = reader.next().await.unwrap().unwrap().into_parts();
+
+    // On RabbitMQ, natively (the runtime settles `DeadLetter` through the acker).
+    let queue = common::unique("dlq-headers");
+    let config = config(&queue)
+        .to_builder()
+        .consumer_tag(CONSUMER)
+        .build()
+        .unwrap();
+    topology::declare(&config).await.unwrap();
+    let publisher = RabbitPublisher::connect(&config).await.unwrap();
+    publisher.publish(&queue, message(&queue)).await.unwrap();
+    let sub = RabbitSubscriber::connect(&config).await.unwrap();
+    let token = stop_token();
+    let run = tokio::spawn(
+        Consumer::new(CONSUMER, sub, rejecting.into_service()).run(token.clone().cancelled_owned()),
+    );
+    let dlq = format!("{queue}.dlq");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let letters = loop {
+        let letters = inspect::peek(&config, &dlq, 10).await.unwrap();
+        if !letters.is_empty() || Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    token.cancel();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.dead_lettered, 1, "{summary:?}");
+    assert_eq!(letters.len(), 1, "exactly one dead letter");
+    let rabbit_letter = &letters[0];
+
+    assert_eq!(rabbit_letter.id().as_str(), format!("{queue}-poison"));
+    assert_eq!(rabbit_letter.key(), memory_letter.key());
+    assert_eq!(rabbit_letter.payload(), memory_letter.payload());
+    assert_eq!(
+        dlq_headers(rabbit_letter.headers()),
+        dlq_headers(memory_letter.headers()),
+        "RabbitMQ: {:?}\nmemory: {:?}",
+        rabbit_letter.headers(),
+        memory_letter.headers()
+    );
+    assert_eq!(
+        rabbit_letter.headers().get_str(names::DLQ_SOURCE),
+        Some(queue.as_str())
+    );
+    assert!(!rabbit_letter.headers().contains(names::DLQ_OFFSET));
+    assert_eq!(
+        memory_letter.headers().get_str(names::DLQ_SOURCE),
+        Some("orders")
+    );
+    for h in [rabbit_letter.headers(), memory_letter.headers()] {
+        let at = h.get_str(names::DLQ_FAILED_AT).unwrap_or_default();
+        assert!(humantime::parse_rfc3339(at).is_ok(), "failed-at {at:?}");
+    }
+    publisher.close().await;
+}
+
+/// A one-shot stop signal for the consumer (a `Notify` keeps the permit if it fires first).
+fn stop_token() -> Token {
+    Token(Arc::new(tokio::sync::Notify::new()))
+}
+
+#[derive(Clone)]
+struct Token(Arc<tokio::sync::Notify>);
+
+impl Token {
+    fn cancel(&self) {
+        self.0.notify_one();
+    }
+    async fn cancelled_owned(self) {
+        self.0.notified().await;
+    }
+}
