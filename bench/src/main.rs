@@ -8,6 +8,7 @@
 
 mod memory;
 mod nats;
+mod rabbitmq;
 mod report;
 
 use std::process::ExitCode;
@@ -46,7 +47,7 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+    "usage: wharf-bench --broker memory|nats|rabbitmq [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
 }
 
 fn parse() -> Result<(String, Settings), String> {
@@ -95,8 +96,9 @@ async fn main() -> ExitCode {
     let results = match broker.as_str() {
         "memory" => memory::run(&settings).await,
         "nats" | "jetstream" => nats::run(&settings).await,
+        "rabbitmq" => rabbitmq::run(&settings).await,
         other => {
-            eprintln!("unknown broker `{other}` (built: memory, nats)");
+            eprintln!("unknown broker `{other}` (built: memory, nats, rabbitmq)");
             return ExitCode::from(2);
         }
     };
