@@ -6,6 +6,7 @@
 //! on 127.0.0.1:4222)
 //! (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
 
+mod drain;
 mod memory;
 mod nats;
 mod rabbitmq;

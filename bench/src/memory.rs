@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use wharf::{Acker, Consumer, Handler, HandlerError, Message, Outcome};
+use wharf::{Acker, HandlerError, Message, Outcome};
 use wharf_memory::MemoryBroker;
-use wharf_middleware::stack::RecommendedLayer;
 
 use crate::{Sample, Settings, Variant};
 
@@ -32,67 +31,35 @@ fn backlog(settings: &Settings, topic: &str) -> MemoryBroker {
 async fn drain(variant: Variant, settings: &Settings) -> Sample {
     let topic = "bench";
     let broker = backlog(settings, topic);
-    let idle = {
-        let b = broker.clone();
-        async move { b.idle(topic, "bench").await }
-    };
-    let start = Instant::now();
-    let handled = match variant {
+    let subscriber = broker.subscribe(topic, "bench");
+    let elapsed = match variant {
         Variant::Raw => {
-            let mut sub = broker.subscribe(topic, "bench");
-            let mut n = 0;
-            while n < settings.messages {
+            let mut sub = subscriber;
+            let start = Instant::now();
+            for _ in 0..settings.messages {
                 match sub.next().await {
                     Some(Ok(d)) => {
                         let (m, acker) = d.into_parts();
                         if handler(m).await.is_ok() {
                             let _ = acker.settle(Outcome::Ack).await;
                         }
-                        n += 1;
                     }
                     other => panic!("the memory subscriber stopped: {other:?}"),
                 }
             }
-            n
+            start.elapsed()
         }
-        Variant::Bare => {
-            let summary = Consumer::new(
-                "bench",
-                broker.subscribe(topic, "bench"),
-                handler.into_service(),
-            )
-            .max_in_flight(settings.in_flight)
-            .run(idle)
-            .await;
-            summary
-                .map(|s| s.acked as usize)
-                .unwrap_or_else(|e| panic!("consumer failed: {e}"))
-        }
-        Variant::Recommended => {
-            let stack = RecommendedLayer::new("bench", Arc::new(broker.clone()))
-                .service(handler.into_service());
-            let summary = Consumer::new("bench", broker.subscribe(topic, "bench"), stack)
-                .max_in_flight(settings.in_flight)
-                .run(idle)
-                .await;
-            summary
-                .map(|s| s.acked as usize)
-                .unwrap_or_else(|e| panic!("consumer failed: {e}"))
+        Variant::Bare | Variant::Recommended => {
+            crate::drain::with_wharf(variant, settings, subscriber, Arc::new(broker.clone())).await
         }
     };
     Sample {
         variant,
-        elapsed: start.elapsed(),
-        messages: handled,
+        elapsed,
+        messages: settings.messages,
     }
 }
 
 pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for _ in 0..settings.rounds {
-        for v in Variant::ALL {
-            samples.push(drain(v, settings).await);
-        }
-    }
-    samples
+    crate::drain::rounds(settings, |v, _round| drain(v, settings)).await
 }

@@ -4,15 +4,11 @@
 //! Every drain gets a fresh stream with the backlog already stored; publishing is not
 //! timed. Needs nats-server with JetStream on 127.0.0.1:4222.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use futures_util::StreamExt;
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use wharf::{Consumer, Handler, HandlerError, Message};
-use wharf_middleware::stack::RecommendedLayer;
 use wharf_nats::{NatsClient, NatsConfig};
 
 use crate::{Sample, Settings, Variant};
@@ -61,26 +57,11 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
     let (stream, subject, durable) = (format!("BENCH{tag}"), format!("bench.{tag}"), "bench");
     backlog(&js, &stream, &subject, settings).await;
 
-    let handled = Arc::new(AtomicUsize::new(0));
-    let all_done = Arc::new(Notify::new());
-    let handler = {
-        let (handled, all_done, n) = (handled.clone(), all_done.clone(), settings.messages);
-        move |_m: Message| {
-            let (handled, all_done) = (handled.clone(), all_done.clone());
-            async move {
-                if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                    all_done.notify_one();
-                }
-                Ok::<(), HandlerError>(())
-            }
-        }
-    };
     let url = format!(
         "nats+jetstream://{URL}/{stream}?subject={subject}&durable={durable}&max_ack_pending={}",
         settings.in_flight
     );
-    let start;
-    match variant {
+    let elapsed = match variant {
         Variant::Raw => {
             let consumer = js
                 .get_stream(&stream)
@@ -94,7 +75,7 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 })
                 .await
                 .unwrap_or_else(|e| fail("creating the consumer", e));
-            start = Instant::now();
+            let start = Instant::now();
             let mut messages = consumer
                 .messages()
                 .await
@@ -110,6 +91,7 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 n += 1;
             }
             client.flush().await.unwrap_or_else(|e| fail("flushing", e));
+            start.elapsed()
         }
         Variant::Bare | Variant::Recommended => {
             let config: NatsConfig = url.parse().unwrap_or_else(|e| fail("the config", e));
@@ -120,29 +102,13 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 .jetstream_subscriber()
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));
-            let done = {
-                let all_done = all_done.clone();
-                async move { all_done.notified().await }
-            };
-            start = Instant::now();
-            let summary = if variant == Variant::Bare {
-                Consumer::new("bench", subscriber, handler.into_service())
-                    .max_in_flight(settings.in_flight)
-                    .run(done)
-                    .await
-            } else {
-                let stack = RecommendedLayer::new("bench", Arc::new(nats.publisher()))
-                    .service(handler.into_service());
-                Consumer::new("bench", subscriber, stack)
-                    .max_in_flight(settings.in_flight)
-                    .run(done)
-                    .await
-            };
-            summary.unwrap_or_else(|e| fail("the consumer", e));
+            let elapsed =
+                crate::drain::with_wharf(variant, settings, subscriber, Arc::new(nats.publisher()))
+                    .await;
             nats.flush().await.unwrap_or_else(|e| fail("flushing", e));
+            elapsed
         }
-    }
-    let elapsed = start.elapsed();
+    };
     let _ = js.delete_stream(&stream).await;
     Sample {
         variant,
@@ -152,11 +118,5 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
 }
 
 pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for round in 0..settings.rounds {
-        for v in Variant::ALL {
-            samples.push(drain(v, settings, round).await);
-        }
-    }
-    samples
+    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
 }

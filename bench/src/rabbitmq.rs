@@ -4,7 +4,6 @@
 //! three drain the same kind of queue) with the backlog already in it; publishing is not
 //! timed. Needs RabbitMQ on 127.0.0.1:5672 (guest/guest).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -14,10 +13,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use wharf::{Consumer, Handler, HandlerError, Message};
-use wharf_middleware::stack::RecommendedLayer;
 use wharf_rabbitmq::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
 
 use crate::{Sample, Settings, Variant};
@@ -93,22 +89,7 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
         .unwrap_or_else(|e| fail("the config", e));
     let (conn, queues) = backlog(&config, &queue, settings).await;
 
-    let handled = Arc::new(AtomicUsize::new(0));
-    let all_done = Arc::new(Notify::new());
-    let handler = {
-        let (handled, all_done, n) = (handled.clone(), all_done.clone(), settings.messages);
-        move |_m: Message| {
-            let (handled, all_done) = (handled.clone(), all_done.clone());
-            async move {
-                if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                    all_done.notify_one();
-                }
-                Ok::<(), HandlerError>(())
-            }
-        }
-    };
-    let start;
-    match variant {
+    let elapsed = match variant {
         Variant::Raw => {
             let channel = conn
                 .create_channel()
@@ -118,7 +99,7 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 .basic_qos(prefetch as u16, BasicQosOptions::default())
                 .await
                 .unwrap_or_else(|e| fail("basic.qos", e));
-            start = Instant::now();
+            let start = Instant::now();
             let mut consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
@@ -141,36 +122,18 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                     .unwrap_or_else(|e| fail("acking", e));
                 n += 1;
             }
+            start.elapsed()
         }
         Variant::Bare | Variant::Recommended => {
             let subscriber = RabbitSubscriber::connect(&config)
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));
-            let done = {
-                let all_done = all_done.clone();
-                async move { all_done.notified().await }
-            };
-            start = Instant::now();
-            let summary = if variant == Variant::Bare {
-                Consumer::new("bench", subscriber, handler.into_service())
-                    .max_in_flight(settings.in_flight)
-                    .run(done)
-                    .await
-            } else {
-                let publisher = RabbitPublisher::connect(&config)
-                    .await
-                    .unwrap_or_else(|e| fail("the publisher", e));
-                let stack = RecommendedLayer::new("bench", Arc::new(publisher))
-                    .service(handler.into_service());
-                Consumer::new("bench", subscriber, stack)
-                    .max_in_flight(settings.in_flight)
-                    .run(done)
-                    .await
-            };
-            summary.unwrap_or_else(|e| fail("the consumer", e));
+            let publisher = RabbitPublisher::connect(&config)
+                .await
+                .unwrap_or_else(|e| fail("the publisher", e));
+            crate::drain::with_wharf(variant, settings, subscriber, Arc::new(publisher)).await
         }
-    }
-    let elapsed = start.elapsed();
+    };
     if let Ok(channel) = conn.create_channel().await {
         for q in &queues {
             let _ = channel
@@ -186,11 +149,5 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
 }
 
 pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for round in 0..settings.rounds {
-        for v in Variant::ALL {
-            samples.push(drain(v, settings, round).await);
-        }
-    }
-    samples
+    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
 }

@@ -1,0 +1,75 @@
+//! What every broker's bench shares: the rounds, the counting handler, and running wharf
+//! with a bare or the recommended stack until the whole backlog is handled.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wharf::{Consumer, Handler, HandlerError, Message, Publisher, Subscriber};
+use wharf_middleware::stack::RecommendedLayer;
+
+use crate::{Sample, Settings, Variant};
+
+/// Runs `drain(variant, round)` for every variant in every round, alternating them so
+/// drift hits all three alike.
+pub(crate) async fn rounds<F, Fut>(settings: &Settings, mut drain: F) -> Vec<Sample>
+where
+    F: FnMut(Variant, usize) -> Fut,
+    Fut: Future<Output = Sample>,
+{
+    let mut samples = Vec::new();
+    for round in 0..settings.rounds {
+        for v in Variant::ALL {
+            samples.push(drain(v, round).await);
+        }
+    }
+    samples
+}
+
+/// Drains `subscriber` with wharf (bare or recommended stack, dead letters through
+/// `publisher`) until `settings.messages` messages were handled; returns when the
+/// consumer has shut down, and the time from the first pull.
+pub(crate) async fn with_wharf<S: Subscriber>(
+    variant: Variant,
+    settings: &Settings,
+    subscriber: S,
+    publisher: Arc<dyn Publisher>,
+) -> std::time::Duration {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let all_done = Arc::new(Notify::new());
+    let handler = {
+        let (handled, all_done, n) = (handled.clone(), all_done.clone(), settings.messages);
+        move |_m: Message| {
+            let (handled, all_done) = (handled.clone(), all_done.clone());
+            async move {
+                if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                    all_done.notify_one();
+                }
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let done = async move { all_done.notified().await };
+    let start = Instant::now();
+    let summary = match variant {
+        Variant::Recommended => {
+            let stack = RecommendedLayer::new("bench", publisher).service(handler.into_service());
+            Consumer::new("bench", subscriber, stack)
+                .max_in_flight(settings.in_flight)
+                .run(done)
+                .await
+        }
+        _ => {
+            Consumer::new("bench", subscriber, handler.into_service())
+                .max_in_flight(settings.in_flight)
+                .run(done)
+                .await
+        }
+    };
+    if let Err(e) = summary {
+        panic!("the consumer failed: {e}");
+    }
+    start.elapsed()
+}
