@@ -384,3 +384,37 @@ impl Group {
         self.slots.get_mut(i as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake as TaskWake;
+
+    struct Noop;
+    impl TaskWake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_waiter_polled_many_times_is_registered_once() {
+        // A task may present a different waker on every poll (`will_wake` is not
+        // reliable), so registrations are keyed by id: polling an idle future a thousand
+        // times must not grow the list.
+        let topic = Topic::new("t".into(), false, false);
+        let mut st = topic.lock();
+        let g = st.group("g");
+        let id = st.new_subscriber_id(g);
+        for _ in 0..1000 {
+            let waker = Waker::from(Arc::new(Noop));
+            st.wait_idle(g, id, &waker);
+            st.wait(g, id, &waker);
+        }
+        assert_eq!(st.groups[g].idle_waiters.len(), 1);
+        assert_eq!(st.groups[g].waiters.len(), 1);
+        st.stop_waiting_idle(g, id);
+        st.stop_waiting(g, id);
+        assert!(st.groups[g].idle_waiters.is_empty());
+        assert!(st.groups[g].waiters.is_empty());
+    }
+}
