@@ -49,9 +49,17 @@ impl MemoryAcker {
         let (group, offset) = (self.group, self.offset);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
+                // If the runtime shuts down before the timer fires, the task is dropped
+                // unrun: the guard then redelivers at once, so the message is never stuck
+                // in the delayed state (the rule for a dropped acker).
+                let guard = RedeliverOnDrop {
+                    topic,
+                    group,
+                    offset,
+                };
                 handle.spawn(async move {
                     tokio::time::sleep(delay).await;
-                    topic.redeliver_now(group, offset);
+                    drop(guard);
                 });
             }
             Err(_) => {
@@ -61,6 +69,20 @@ impl MemoryAcker {
                 topic.redeliver_now(group, offset);
             }
         }
+    }
+}
+
+/// Moves a delayed message back to the ready queue when dropped: after its delay, or when
+/// the timer task is dropped with its runtime.
+struct RedeliverOnDrop {
+    topic: Arc<Topic>,
+    group: GroupIndex,
+    offset: u64,
+}
+
+impl Drop for RedeliverOnDrop {
+    fn drop(&mut self) {
+        self.topic.redeliver_now(self.group, self.offset);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use slab::Slab;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower::Service;
 
 use super::job::{final_outcome, Entry, Finished, Handling, Settle, Settling};
@@ -213,9 +213,9 @@ where
         }
         if let Phase::Draining { deadline } = &mut self.phase {
             if deadline.as_mut().poll(cx).is_ready() {
-                let mut deadline = Box::pin(tokio::time::sleep_until(
-                    Instant::now() + self.limits.settle_timeout,
-                ));
+                // `sleep` caps a huge timeout (`Duration::MAX`: never abandon) instead of
+                // overflowing the clock.
+                let mut deadline = Box::pin(tokio::time::sleep(self.limits.settle_timeout));
                 // Register the new timer with this task.
                 let _ = deadline.as_mut().poll(cx);
                 self.phase = Phase::Aborted { deadline };
