@@ -102,3 +102,47 @@ async fn invalid_settings_fail_before_anything_is_pulled() {
         .unwrap_err();
     assert!(err.to_string().contains("`name`"), "{err}");
 }
+
+/// A service whose `call` panics (before returning a future) for some messages.
+#[derive(Clone)]
+struct PanicsInCall;
+
+impl tower::Service<Message> for PanicsInCall {
+    type Response = Outcome;
+    type Error = wharf::BoxError;
+    type Future = std::future::Ready<Result<Outcome, wharf::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, msg: Message) -> Self::Future {
+        if msg.id().as_str().starts_with("panic") {
+            panic!("call panicked for {}", msg.id());
+        }
+        std::future::ready(Ok(Outcome::Ack))
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_call_is_redelivered_and_the_consumer_keeps_running() {
+    let (sub, script) = support::scripted(true);
+    script.send("ok-1", None);
+    script.send("panic-1", None);
+    script.send("ok-2", None);
+    drop(script.tx);
+    let summary = Consumer::new("t", sub, PanicsInCall)
+        .retry_delay(Duration::from_secs(2))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.acked, 2);
+    assert_eq!(
+        script.settlements.of("panic-1"),
+        vec![Outcome::retry_after(Duration::from_secs(2))]
+    );
+    assert_eq!(script.settlements.len(), 3);
+}

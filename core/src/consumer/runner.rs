@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -288,9 +289,21 @@ where
             key: self.limits.ordering.lane_of(&message),
             acker,
         };
-        let fut = self.service.call(message);
-        let slot = self.entries.insert(entry);
-        self.handling.push(Handling::new(slot, ErrInto { fut }));
+        // A panic in `call` itself (before any future exists) is caught too: the
+        // delivery is redelivered and the consumer keeps running.
+        let service = &mut self.service;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(message))) {
+            Ok(fut) => {
+                let slot = self.entries.insert(entry);
+                self.handling.push(Handling::new(slot, ErrInto { fut }));
+            }
+            Err(panic) => {
+                let outcome = final_outcome(Err(panic), &entry.id, self.limits.settling);
+                let Entry { id, key, acker } = entry;
+                let fut = acker.settle(outcome.clone());
+                self.settling.push(Settle::new(id, key, outcome, fut));
+            }
+        }
     }
 
     /// Starts settling; a settlement that completes on its first poll (no I/O, as in
