@@ -16,8 +16,9 @@ pin_project! {
         // The inner service's future, polled first.
         #[pin]
         response: F,
-        // The deadline of the attempt, fixed when the service was called.
-        deadline: Instant,
+        // The deadline of the attempt, fixed when the service was called; `None` when the
+        // timeout is too long for the clock (`Duration::MAX`): no deadline.
+        deadline: Option<Instant>,
         // The timer, armed only once the response is not ready on its first poll: a
         // handler that finishes at once (most of them) costs no timer registration and
         // no allocation.
@@ -30,7 +31,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(response: F, timeout: Duration) -> Self {
         ResponseFuture {
             response,
-            deadline: Instant::now() + timeout,
+            deadline: Instant::now().checked_add(timeout),
             sleep: None,
             timeout,
         }
@@ -50,7 +51,9 @@ where
         if let Poll::Ready(result) = this.response.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        let deadline = *this.deadline;
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
         let sleep = this
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
