@@ -118,6 +118,11 @@ impl<St> DedupLayer<St> {
         self
     }
 
+    /// The lease in use (the recommended stack keeps it longer than its timeout).
+    pub(crate) fn lease_duration(&self) -> Duration {
+        self.lease
+    }
+
     /// How long a copy of a message that is being handled waits before it is redelivered
     /// (default 1 s). The outcome is [`Retry`](wharf::Outcome::Retry) with this delay.
     ///

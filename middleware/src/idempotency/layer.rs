@@ -197,6 +197,11 @@ impl IdempotencyLayer {
         self
     }
 
+    /// The lease in use (the recommended stack keeps it longer than its timeout).
+    pub(crate) fn lease_duration(&self) -> Duration {
+        self.lease
+    }
+
     /// How long a message whose key is being handled elsewhere waits before it is
     /// redelivered (default 5 s). The outcome is [`Retry`](wharf::Outcome::Retry) with
     /// this delay.

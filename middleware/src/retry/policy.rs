@@ -191,15 +191,26 @@ impl RetryPolicy {
     /// without jitter: `min(initial_delay × multiplier^(retry-1), max_delay)`.
     pub fn backoff(&self, retry: u32) -> Duration {
         let max = self.max_delay;
+        if self.initial_delay.is_zero() {
+            // 0 × anything is 0 (and must not become 0 × ∞ = NaN).
+            return Duration::ZERO;
+        }
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
         // In nanoseconds and rounded, so integer multipliers give exact durations.
         let nanos = (self.initial_delay.as_nanos() as f64 * self.multiplier.powi(exponent)).round();
-        // NaN and infinity count as beyond the cap.
+        // Infinity (or NaN) counts as beyond the cap; compare before converting, so a
+        // value beyond what `Duration` holds is never cut short.
         if nanos.is_nan() || nanos >= max.as_nanos() as f64 {
             return max;
         }
-        // The cast saturates at ~584 years, far beyond any sensible cap.
-        Duration::from_nanos(nanos as u64).min(max)
+        if nanos < u64::MAX as f64 {
+            // Exact for whole nanoseconds.
+            Duration::from_nanos(nanos as u64).min(max)
+        } else {
+            Duration::try_from_secs_f64(nanos / 1e9)
+                .unwrap_or(max)
+                .min(max)
+        }
     }
 
     /// The delay before retry number `retry`: the [`backoff`](Self::backoff) plus a

@@ -192,13 +192,19 @@ impl<St> RecommendedLayer<St> {
         self
     }
 
-    /// Sets the per-attempt timeout.
+    /// Sets the per-attempt timeout. The dedup and idempotency leases are raised to at
+    /// least the timeout plus 30 s when the stack is built, so a claim never expires
+    /// under a handler that is still running.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(TimeoutLayer::new(timeout));
         self
     }
 
-    /// Leaves the per-attempt timeout out.
+    /// Leaves the per-attempt timeout out. Then nothing bounds how long a handler runs,
+    /// and a handler that runs longer than the dedup lease (default 60 s) or idempotency
+    /// lease (default 5 min) lets a redelivered copy run next to it: raise the leases
+    /// (through [`dedup`](Self::dedup) / [`idempotency`](Self::idempotency)) to cover
+    /// your slowest handler.
     pub fn without_timeout(mut self) -> Self {
         self.timeout = None;
         self
@@ -220,21 +226,41 @@ impl<St> RecommendedLayer<St> {
     }
 }
 
+/// How much longer than the per-attempt timeout the dedup and idempotency leases are kept,
+/// so a claim never expires under a handler that is still allowed to run.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
 impl<S, St: Clone> Layer<S> for RecommendedLayer<St> {
     type Service = Recommended<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        // A claim whose lease ran out lets a redelivered copy run next to the original:
+        // keep the leases longer than the longest an attempt may run.
+        let min_lease = self
+            .timeout
+            .as_ref()
+            .map(|t| t.timeout().saturating_add(LEASE_MARGIN));
         let svc = self.catch_panic.layer(inner);
         let svc = match &self.timeout {
             Some(t) => Either::Left(t.layer(svc)),
             None => Either::Right(svc),
         };
         let svc = match &self.idempotency {
-            Some(i) => Either::Left(i.layer(svc)),
+            Some(i) => match min_lease {
+                Some(min) if i.lease_duration() < min => {
+                    Either::Left(i.clone().lease(min).layer(svc))
+                }
+                _ => Either::Left(i.layer(svc)),
+            },
             None => Either::Right(svc),
         };
         let svc = match &self.dedup {
-            Some(d) => Either::Left(d.layer(svc)),
+            Some(d) => match min_lease {
+                Some(min) if d.lease_duration() < min => {
+                    Either::Left(d.clone().lease(min).layer(svc))
+                }
+                _ => Either::Left(d.layer(svc)),
+            },
             None => Either::Right(svc),
         };
         let svc = self.retry.layer(svc);
