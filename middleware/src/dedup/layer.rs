@@ -119,6 +119,7 @@ impl<St> DedupLayer<St> {
     }
 
     /// The lease in use (the recommended stack keeps it longer than its timeout).
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
     pub(crate) fn lease_duration(&self) -> Duration {
         self.lease
     }

@@ -198,6 +198,7 @@ impl IdempotencyLayer {
     }
 
     /// The lease in use (the recommended stack keeps it longer than its timeout).
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
     pub(crate) fn lease_duration(&self) -> Duration {
         self.lease
     }
