@@ -86,10 +86,13 @@ impl<T> Lanes<T> {
         self.waiting
     }
 
-    /// Takes every waiting message (shutdown deadline).
-    pub(crate) fn drain_waiting(&mut self) -> Vec<T> {
+    /// Takes every waiting message, with its lane key (shutdown deadline).
+    pub(crate) fn drain_waiting(&mut self) -> Vec<(T, Bytes)> {
         self.waiting = 0;
-        self.busy.values_mut().flat_map(|q| q.drain(..)).collect()
+        self.busy
+            .iter_mut()
+            .flat_map(|(key, q)| q.drain(..).map(move |item| (item, key.clone())))
+            .collect()
     }
 }
 

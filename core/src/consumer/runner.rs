@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use slab::Slab;
@@ -59,7 +60,8 @@ where
     /// Settlements that did not complete on their first poll.
     settling: FuturesUnordered<Settle<AckFuture<S>>>,
     lanes: Lanes<Delivery<S::Acker>>,
-    runnable: VecDeque<Delivery<S::Acker>>,
+    /// Lane successors whose lane was released, with their lane key.
+    runnable: VecDeque<(Delivery<S::Acker>, Bytes)>,
     limits: Limits,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     phase: Phase,
@@ -136,8 +138,8 @@ where
             if self.can_dispatch() {
                 match self.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        if let Some(delivery) = self.runnable.pop_front() {
-                            self.dispatch(delivery);
+                        if let Some((delivery, key)) = self.runnable.pop_front() {
+                            self.dispatch(delivery, Some(key));
                             progressed = true;
                         } else {
                             match Pin::new(&mut self.subscriber).poll_next(cx) {
@@ -250,11 +252,11 @@ where
             .drain(..)
             .chain(self.lanes.drain_waiting())
             .collect();
-        for delivery in waiting {
+        for (delivery, key) in waiting {
             let (message, acker) = delivery.into_parts();
             let entry = Entry {
                 id: message.id().clone(),
-                key: self.limits.ordering.lane_of(&message),
+                key: Some(key),
                 acker,
             };
             self.settle(entry, Outcome::RETRY_NOW, cx);
@@ -272,21 +274,21 @@ where
     /// A new delivery: run it now, or queue it behind its key's lane.
     fn admit(&mut self, delivery: Delivery<S::Acker>) {
         match self.limits.ordering.lane_of(delivery.message()) {
-            None => self.dispatch(delivery),
+            None => self.dispatch(delivery, None),
             Some(key) => {
                 if let Some(delivery) = self.lanes.claim(&key, delivery) {
-                    self.dispatch(delivery);
+                    self.dispatch(delivery, Some(key));
                 }
             }
         }
     }
 
-    /// Calls the (ready) service and tracks the delivery.
-    fn dispatch(&mut self, delivery: Delivery<S::Acker>) {
+    /// Calls the (ready) service and tracks the delivery, which holds lane `key`.
+    fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>) {
         let (message, acker) = delivery.into_parts();
         let entry = Entry {
             id: message.id().clone(),
-            key: self.limits.ordering.lane_of(&message),
+            key,
             acker,
         };
         // A panic in `call` itself (before any future exists) is caught too: the
@@ -336,7 +338,7 @@ where
         }
         if let Some(key) = done.key {
             if let Some(next) = self.lanes.release(&key) {
-                self.runnable.push_back(next);
+                self.runnable.push_back((next, key));
             }
         }
     }
