@@ -23,6 +23,8 @@
 #[cfg(any(feature = "dedup", feature = "idempotency"))]
 mod claims;
 mod telemetry;
+#[cfg(test)]
+mod test_support;
 
 #[cfg(feature = "catch-panic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "catch-panic")))]

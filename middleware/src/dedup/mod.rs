@@ -226,40 +226,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{run, scripted};
 
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use futures_util::FutureExt;
     use tower::{service_fn, ServiceExt};
-    use wharf::{Failure, FailureReason, HandlerError};
-
-    /// A service answering each call with the next scripted result, counting calls.
-    fn scripted(
-        results: Vec<Result<Outcome, &'static str>>,
-    ) -> (
-        impl Service<Message, Response = Outcome, Error = BoxError, Future: Send> + Clone,
-        Arc<AtomicUsize>,
-    ) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let results = Arc::new(results);
-        let counter = calls.clone();
-        let svc = service_fn(move |_msg: Message| {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let result = results[n]
-                .clone()
-                .map_err(|e| BoxError::from(HandlerError::transient(e)));
-            async move { result }
-        });
-        (svc, calls)
-    }
-
-    async fn run<S>(svc: &mut S, msg: &Message) -> Result<Outcome, BoxError>
-    where
-        S: Service<Message, Response = Outcome, Error = BoxError>,
-    {
-        svc.ready().await?.call(msg.clone()).await
-    }
+    use wharf::{Failure, FailureReason};
 
     #[tokio::test]
     async fn only_an_ack_completes_the_claim() {

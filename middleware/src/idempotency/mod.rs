@@ -235,45 +235,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{run, scripted};
 
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use async_trait::async_trait;
     use futures_util::FutureExt;
     use tower::{service_fn, ServiceExt};
     use wharf::error::classify;
-    use wharf::{Failure, HandlerError};
+    use wharf::Failure;
 
     fn keyed(key: &str) -> Message {
         Message::new("{}").with_header("idempotency-key", key.to_owned())
-    }
-
-    /// A service answering each call with the next scripted result, counting calls.
-    fn scripted(
-        results: Vec<Result<Outcome, &'static str>>,
-    ) -> (
-        impl Service<Message, Response = Outcome, Error = BoxError, Future: Send> + Clone,
-        Arc<AtomicUsize>,
-    ) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let results = Arc::new(results);
-        let counter = calls.clone();
-        let svc = service_fn(move |_msg: Message| {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let result = results[n]
-                .clone()
-                .map_err(|e| BoxError::from(HandlerError::transient(e)));
-            async move { result }
-        });
-        (svc, calls)
-    }
-
-    async fn run<S>(svc: &mut S, msg: &Message) -> Result<Outcome, BoxError>
-    where
-        S: Service<Message, Response = Outcome, Error = BoxError>,
-    {
-        svc.ready().await?.call(msg.clone()).await
     }
 
     fn memory() -> Arc<dyn IdempotencyStore> {
