@@ -16,6 +16,8 @@
 //!   (natively where the broker can, without blocking other messages) with its attempt
 //!   count incremented; `DeadLetter` goes to the adapter's native dead-letter path, where
 //!   it has one (see [`Capabilities::native_dead_letter`]); `Drop` removes it.
+//! - Adapters that declare [`Capabilities::retry_in_lane`] get `Retry` only when the
+//!   consumer is stopping: the runtime carries out retries itself in the message's lane.
 //! - **Dropping an unsettled acker must not lose the message**: the broker redelivers it
 //!   (an AMQP channel closes, a Kafka offset is not committed, an in-memory message goes
 //!   back to the queue). That is the guarantee behind "nothing in flight is lost on a
@@ -145,4 +147,15 @@ pub struct Capabilities {
     /// Messages published before a group first subscribes are delivered to it, once the
     /// adapter's topology for the group exists.
     pub retains_before_subscribe: bool,
+    /// The runtime, not the broker, carries out `Retry { after }`.
+    ///
+    /// For brokers that settle a position rather than a message (a Kafka partition's
+    /// committed offset), putting one message back would mean holding or re-reading
+    /// everything after it. With this set, the [`Consumer`](crate::Consumer) keeps a
+    /// delivery that came back `Retry` unsettled, waits `after` while holding the
+    /// message's key lane (other keys keep flowing), and runs it again with its attempt
+    /// raised by one. The acker sees only the final outcome, or `Retry` when the consumer
+    /// is stopping, which means "leave it for the broker to deliver again" (the offset
+    /// is not committed past it).
+    pub retry_in_lane: bool,
 }

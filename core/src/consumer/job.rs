@@ -15,9 +15,10 @@ use bytes::Bytes;
 use futures_util::future::CatchUnwind;
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 
 use crate::error::{classify, error_chain, panic_message, BoxError, ErrorKind};
-use crate::message::MessageId;
+use crate::message::{Message, MessageId};
 use crate::outcome::{Failure, Outcome};
 
 /// How the runner turns what the stack returned into the outcome it settles.
@@ -35,6 +36,36 @@ pub(crate) struct Entry<A> {
     pub(crate) id: MessageId,
     pub(crate) key: Option<Bytes>,
     pub(crate) acker: A,
+    /// The message as delivered, kept only when the runtime retries in the lane
+    /// ([`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane)).
+    pub(crate) message: Option<Message>,
+}
+
+/// A delivery the runtime retries itself, waiting out its delay; yields its slot.
+///
+/// The timer is boxed so the type is `Unpin` (retries are rare; the box is not on the
+/// per-message path).
+pub(crate) struct RetryTimer {
+    pub(crate) slot: usize,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl RetryTimer {
+    pub(crate) fn new(slot: usize, after: Duration) -> Self {
+        RetryTimer {
+            slot,
+            sleep: Box::pin(tokio::time::sleep(after)),
+        }
+    }
+}
+
+impl Future for RetryTimer {
+    type Output = usize;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let slot = self.slot;
+        self.sleep.as_mut().poll(cx).map(|()| slot)
+    }
 }
 
 pin_project! {

@@ -189,6 +189,7 @@ where
                 retry_delay: self.retry_delay,
                 native_dead_letter: capabilities.native_dead_letter,
             },
+            retry_in_lane: capabilities.retry_in_lane,
         };
         let mut runner = Runner::new(self.subscriber, self.service, limits, Box::pin(shutdown));
         std::future::poll_fn(|cx| {
@@ -232,6 +233,9 @@ pub struct Summary {
     pub acked: u64,
     /// Settled `Retry` (including those interrupted by the shutdown deadline).
     pub retried: u64,
+    /// `Retry` outcomes the runtime carried out itself, running the message again in its
+    /// lane (adapters with [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane)).
+    pub retried_in_lane: u64,
     /// Settled `DeadLetter` through the adapter's native path.
     pub dead_lettered: u64,
     /// Settled `Drop`.

@@ -14,7 +14,7 @@ use slab::Slab;
 use tokio::time::Sleep;
 use tower::Service;
 
-use super::job::{final_outcome, Entry, Finished, Handling, Settle, Settling};
+use super::job::{final_outcome, Entry, Finished, Handling, RetryTimer, Settle, Settling};
 use super::lanes::{Lanes, Ordering};
 use super::Summary;
 use crate::adapter::{Acker, Delivery, Subscriber};
@@ -32,6 +32,9 @@ pub(super) struct Limits {
     pub(super) shutdown_timeout: Duration,
     pub(super) settle_timeout: Duration,
     pub(super) settling: Settling,
+    /// The adapter leaves `Retry` to the runtime: see
+    /// [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane).
+    pub(super) retry_in_lane: bool,
 }
 
 enum Phase {
@@ -62,6 +65,11 @@ where
     lanes: Lanes<Delivery<S::Acker>>,
     /// Lane successors whose lane was released, with their lane key.
     runnable: VecDeque<(Delivery<S::Acker>, Bytes)>,
+    /// In-lane retries waiting out their delay (their entries stay in `entries`, their
+    /// lanes stay held).
+    retry_timers: FuturesUnordered<RetryTimer>,
+    /// In-lane retries whose delay is over, to run again before anything new.
+    retry_due: VecDeque<usize>,
     limits: Limits,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     phase: Phase,
@@ -91,6 +99,8 @@ where
             settling: FuturesUnordered::new(),
             lanes: Lanes::new(),
             runnable: VecDeque::new(),
+            retry_timers: FuturesUnordered::new(),
+            retry_due: VecDeque::new(),
             limits,
             shutdown,
             phase: Phase::Running,
@@ -118,9 +128,12 @@ where
             // 1. Collect finished work: handled messages start settling; settled ones
             //    free their lanes.
             while let Poll::Ready(Some((slot, result))) = self.handling.poll_next_unpin(cx) {
-                let entry = self.entries.remove(slot);
-                let outcome = final_outcome(result, &entry.id, self.limits.settling);
-                self.settle(entry, outcome, cx);
+                let outcome = final_outcome(result, &self.entries[slot].id, self.limits.settling);
+                self.handled(slot, outcome, cx);
+                progressed = true;
+            }
+            while let Poll::Ready(Some(slot)) = self.retry_timers.poll_next_unpin(cx) {
+                self.retry_due.push_back(slot);
                 progressed = true;
             }
             while let Poll::Ready(Some(done)) = self.settling.poll_next_unpin(cx) {
@@ -138,14 +151,17 @@ where
             if self.can_dispatch() {
                 match self.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        if let Some((delivery, key)) = self.runnable.pop_front() {
-                            self.dispatch(delivery, Some(key));
+                        if let Some(slot) = self.retry_due.pop_front() {
+                            self.rerun(slot, cx);
+                            progressed = true;
+                        } else if let Some((delivery, key)) = self.runnable.pop_front() {
+                            self.dispatch(delivery, Some(key), cx);
                             progressed = true;
                         } else {
                             match Pin::new(&mut self.subscriber).poll_next(cx) {
                                 Poll::Ready(Some(Ok(delivery))) => {
                                     self.summary.received += 1;
-                                    self.admit(delivery);
+                                    self.admit(delivery, cx);
                                     progressed = true;
                                 }
                                 Poll::Ready(Some(Err(e))) => {
@@ -192,7 +208,7 @@ where
         match self.phase {
             Phase::Aborted { .. } => false,
             _ if self.error.is_some() => false,
-            _ if !self.runnable.is_empty() => true,
+            _ if !self.runnable.is_empty() || !self.retry_due.is_empty() => true,
             Phase::Running => !self.source_done && self.outstanding() < self.limits.max_in_flight,
             Phase::Draining { .. } => false,
         }
@@ -212,6 +228,7 @@ where
                 self.phase = Phase::Draining {
                     deadline: Box::pin(tokio::time::sleep(self.limits.shutdown_timeout)),
                 };
+                self.release_retries(cx);
             }
         }
         if let Phase::Draining { deadline } = &mut self.phase {
@@ -241,6 +258,10 @@ where
     /// settled `Retry` (never `DeadLetter`), as are deliveries that never started.
     fn abort(&mut self, cx: &mut Context<'_>) {
         self.handling = FuturesUnordered::new();
+        // Released when draining began; nothing is left here, but no slot may outlive
+        // the entries drained below.
+        self.retry_timers = FuturesUnordered::new();
+        self.retry_due.clear();
         let mut interrupted = 0u64;
         let entries: Vec<_> = self.entries.drain().collect();
         for entry in entries {
@@ -258,6 +279,7 @@ where
                 id: message.id().clone(),
                 key: Some(key),
                 acker,
+                message: None,
             };
             self.settle(entry, Outcome::RETRY_NOW, cx);
             interrupted += 1;
@@ -272,46 +294,96 @@ where
     }
 
     /// A new delivery: run it now, or queue it behind its key's lane.
-    fn admit(&mut self, delivery: Delivery<S::Acker>) {
+    fn admit(&mut self, delivery: Delivery<S::Acker>, cx: &mut Context<'_>) {
         match self.limits.ordering.lane_of(delivery.message()) {
-            None => self.dispatch(delivery, None),
+            None => self.dispatch(delivery, None, cx),
             Some(key) => {
                 if let Some(delivery) = self.lanes.claim(&key, delivery) {
-                    self.dispatch(delivery, Some(key));
+                    self.dispatch(delivery, Some(key), cx);
                 }
             }
         }
     }
 
     /// Calls the (ready) service and tracks the delivery, which holds lane `key`.
-    fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>) {
+    fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>, cx: &mut Context<'_>) {
         let (message, acker) = delivery.into_parts();
-        let entry = Entry {
+        let slot = self.entries.insert(Entry {
             id: message.id().clone(),
             key,
             acker,
+            message: self.limits.retry_in_lane.then(|| message.clone()),
+        });
+        self.call(slot, message, cx);
+    }
+
+    /// Runs an in-lane retry: the kept message again, its attempt raised by one, still
+    /// holding its lane.
+    fn rerun(&mut self, slot: usize, cx: &mut Context<'_>) {
+        let entry = &mut self.entries[slot];
+        let Some(kept) = entry.message.take() else {
+            // Only entries with a kept message are ever scheduled for a rerun.
+            debug_assert!(false, "in-lane retry without a kept message");
+            return;
         };
+        let attempt = kept.attempt().saturating_add(1);
+        let message = kept.with_attempt(attempt);
+        entry.message = Some(message.clone());
+        self.call(slot, message, cx);
+    }
+
+    fn call(&mut self, slot: usize, message: Message, cx: &mut Context<'_>) {
         // A panic in `call` itself (before any future exists) is caught too: the
-        // delivery is redelivered and the consumer keeps running.
+        // delivery is retried and the consumer keeps running.
         let service = &mut self.service;
         match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(message))) {
-            Ok(fut) => {
-                let slot = self.entries.insert(entry);
-                self.handling.push(Handling::new(slot, ErrInto { fut }));
-            }
+            Ok(fut) => self.handling.push(Handling::new(slot, ErrInto { fut })),
             Err(panic) => {
-                let outcome = final_outcome(Err(panic), &entry.id, self.limits.settling);
-                let Entry { id, key, acker } = entry;
-                let fut = acker.settle(outcome.clone());
-                self.settling.push(Settle::new(id, key, outcome, fut));
+                let outcome =
+                    final_outcome(Err(panic), &self.entries[slot].id, self.limits.settling);
+                self.handled(slot, outcome, cx);
             }
+        }
+    }
+
+    /// The stack is done with the delivery in `slot`: retry it in its lane (adapters with
+    /// `retry_in_lane`, while running) or settle it.
+    fn handled(&mut self, slot: usize, outcome: Outcome, cx: &mut Context<'_>) {
+        if let Outcome::Retry { after } = outcome {
+            if !self.stopping() && self.entries[slot].message.is_some() {
+                self.summary.retried_in_lane += 1;
+                self.retry_timers.push(RetryTimer::new(slot, after));
+                return;
+            }
+        }
+        let entry = self.entries.remove(slot);
+        self.settle(entry, outcome, cx);
+    }
+
+    /// Stopping: in-lane retries still waiting are settled `Retry` at once, which for
+    /// these adapters means "leave it for the broker to deliver again".
+    fn release_retries(&mut self, cx: &mut Context<'_>) {
+        let slots: Vec<usize> = std::mem::take(&mut self.retry_timers)
+            .into_iter()
+            .map(|timer| timer.slot)
+            .chain(self.retry_due.drain(..))
+            .collect();
+        if !slots.is_empty() {
+            tracing::info!(
+                waiting = slots.len(),
+                "stopping: in-lane retries left for the broker to redeliver"
+            );
+        }
+        for slot in slots {
+            let entry = self.entries.remove(slot);
+            self.settle(entry, Outcome::RETRY_NOW, cx);
         }
     }
 
     /// Starts settling; a settlement that completes on its first poll (no I/O, as in
     /// memory) is finished at once without being queued.
     fn settle(&mut self, entry: Entry<S::Acker>, outcome: Outcome, cx: &mut Context<'_>) {
-        let Entry { id, key, acker } = entry;
+        let Entry { id, key, acker, .. } = entry;
         let fut = acker.settle(outcome.clone());
         let mut settle = Settle::new(id, key, outcome, fut);
         match Pin::new(&mut settle).poll(cx) {

@@ -103,6 +103,14 @@ pub fn scripted(native_dead_letter: bool) -> (TestSubscriber, Script) {
     scripted_with(native_dead_letter, false)
 }
 
+/// An adapter that leaves `Retry` to the runtime (`Capabilities::retry_in_lane`), like
+/// Kafka.
+pub fn scripted_in_lane() -> (TestSubscriber, Script) {
+    let (mut sub, script) = scripted_with(true, false);
+    sub.caps.retry_in_lane = true;
+    (sub, script)
+}
+
 /// `lazy`: settlements take effect only when their future is polled to completion.
 pub fn scripted_with(native_dead_letter: bool, lazy: bool) -> (TestSubscriber, Script) {
     let (tx, rx) = mpsc::unbounded_channel();
