@@ -50,3 +50,40 @@ ensure_rabbitmq() {
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
   wait_for_port 5672 rabbitmq-server 120
 }
+
+# Build dependencies of the Kafka adapter: rdkafka builds the bundled librdkafka with
+# cmake, and librdkafka's cmake build wants the curl headers even with curl off
+# (librdkafka #5135).
+ensure_kafka_build_deps() {
+  if command -v cmake >/dev/null && [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]]; then
+    return 0
+  fi
+  echo "installing cmake and libcurl4-openssl-dev (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libcurl4-openssl-dev >/dev/null \
+    || { echo "error: could not install cmake / libcurl4-openssl-dev" >&2; return 1; }
+}
+
+# tansu 0.6.0 (a Kafka-compatible broker) with in-memory storage on 127.0.0.1:9092.
+# Built from crates.io once per machine (about 15 minutes on 2 cores); memory storage
+# means every start is empty, and tests create their topics explicitly.
+TANSU_VERSION=0.6.0
+ensure_kafka() {
+  ensure_kafka_build_deps || return 1
+  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+    return 0
+  fi
+  local tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+  if [[ ! -x "$tansu" ]] || ! "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    echo "installing tansu $TANSU_VERSION (cargo install; about 15 minutes on 2 cores)"
+    cargo install -q tansu --version "$TANSU_VERSION" --features dynostore --locked \
+      || { echo "error: could not install tansu" >&2; return 1; }
+  fi
+  # tansu reads a .env from its working directory: run it from an empty one.
+  local dir=/tmp/wharf-tansu
+  mkdir -p "$dir"
+  (cd "$dir" && nohup "$tansu" broker --storage-engine memory://tansu/ \
+    --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --cluster-id wharf-test >"$dir/tansu.log" 2>&1 &) \
+    || { echo "error: could not start tansu" >&2; return 1; }
+  wait_for_port 9092 tansu 60 || { tail -20 "$dir/tansu.log" >&2; return 1; }
+}

@@ -52,6 +52,7 @@ pub mod headers;
 pub mod message;
 pub mod metric_names;
 pub mod outcome;
+pub mod secret;
 pub mod shutdown;
 
 pub use adapter::{Acker, Capabilities, Delivery, Publisher, Subscriber};

@@ -51,27 +51,7 @@ use std::time::Duration;
 use url::Url;
 use wharf::Error;
 
-/// A secret value (password, token): never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for handing to the client library.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use wharf::secret::Secret;
 
 /// How the client authenticates.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -1,0 +1,220 @@
+//! Settling deliveries: moving the partition's watermark, republishing where needed.
+//!
+//! | outcome | what happens |
+//! |---|---|
+//! | `Ack` | the offset is settled; the partition's watermark moves over every settled offset before the first unsettled one and is stored for the next commit |
+//! | `Retry { after }`, [`RetryMode::Lane`] | the runtime retries in the key's lane and settles only the final outcome ([`Capabilities::retry_in_lane`](wharf::Capabilities::retry_in_lane)); a `Retry` reaching the acker (the consumer is stopping) leaves the offset unsettled, so the message is read again after a restart or rebalance |
+//! | `Retry { after }`, [`RetryMode::Topic`] | a copy with `wharf-attempt` raised and a not-before time is published to the retry topic; once the broker confirmed it, the offset is settled. If the publish fails the offset stays unsettled (read again after a restart) and the settlement reports the error |
+//! | `DeadLetter(failure)` | the message with the `wharf-dlq-*` headers is published to the dead-letter topic (`<topic>.dlq`); once confirmed, the offset is settled. A failed publish leaves it unsettled, as above |
+//! | `Drop(failure)` | the offset is settled (logged by the runtime) |
+//! | acker dropped unsettled | the offset stays unsettled: the partition's committed offset stays below it, and the message is read again after a restart or rebalance |
+//!
+//! Settlements of a partition this member no longer owns are ignored: the new owner
+//! reads those messages again from the committed watermark.
+
+use std::future::{ready, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::producer::FutureProducer;
+use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::headers::names;
+use wharf::{Acker, BoxError, Message, Outcome};
+
+use crate::config::{KafkaConfig, RetryMode};
+use crate::error;
+use crate::message::{epoch_millis_after, RETRY_NOT_BEFORE, RETRY_SOURCE};
+use crate::offsets::{Assignment, PartitionState};
+use crate::publisher::send;
+use crate::subscriber::GroupConsumer;
+
+/// What every acker of one subscriber shares.
+pub(crate) struct AckerShared {
+    /// Always `Some` until dropped (taken in `Drop` to close it off the async threads).
+    consumer: Option<GroupConsumer>,
+    pub(crate) assignment: Arc<Assignment>,
+    pub(crate) producer: FutureProducer,
+    pub(crate) config: Arc<KafkaConfig>,
+    pub(crate) group: Arc<str>,
+    pub(crate) publish_timeout: Duration,
+}
+
+impl AckerShared {
+    pub(crate) fn new(
+        consumer: GroupConsumer,
+        assignment: Arc<Assignment>,
+        producer: FutureProducer,
+        config: Arc<KafkaConfig>,
+        group: Arc<str>,
+        publish_timeout: Duration,
+    ) -> Self {
+        AckerShared {
+            consumer: Some(consumer),
+            assignment,
+            producer,
+            config,
+            group,
+            publish_timeout,
+        }
+    }
+
+    pub(crate) fn consumer(&self) -> &GroupConsumer {
+        self.consumer
+            .as_ref()
+            .expect("the consumer is only taken when dropped")
+    }
+}
+
+impl Drop for AckerShared {
+    fn drop(&mut self) {
+        // Dropping a consumer closes it synchronously (leaving the group, a final
+        // commit), which can block for the session timeout when the broker is gone:
+        // never on an async worker thread.
+        if let Some(consumer) = self.consumer.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(move || drop(consumer))),
+                Err(_) => drop(consumer),
+            }
+        }
+    }
+}
+
+/// Settles one Kafka delivery; see the [module docs](self).
+pub struct KafkaAcker {
+    shared: Arc<AckerShared>,
+    state: Arc<PartitionState>,
+    offset: i64,
+    message: Message,
+}
+
+impl std::fmt::Debug for KafkaAcker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAcker")
+            .field("topic", &self.state.topic)
+            .field("partition", &self.state.partition)
+            .field("offset", &self.offset)
+            .field("message_id", self.message.id())
+            .finish()
+    }
+}
+
+/// The future [`KafkaAcker::settle`] returns.
+pub type SettleFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
+
+impl KafkaAcker {
+    pub(crate) fn new(
+        shared: Arc<AckerShared>,
+        state: Arc<PartitionState>,
+        offset: i64,
+        message: Message,
+    ) -> Self {
+        KafkaAcker {
+            shared,
+            state,
+            offset,
+            message,
+        }
+    }
+
+    /// Marks the offset settled and stores the partition's new watermark, if it moved.
+    fn settled(shared: &AckerShared, state: &PartitionState, offset: i64) {
+        let mut tracker = state.tracker();
+        if state.is_revoked() {
+            tracing::debug!(topic = %state.topic, partition = state.partition, offset, "settled after the partition was revoked; the new owner reads it again");
+            return;
+        }
+        if let Some(watermark) = tracker.settle(offset) {
+            // `store_offset` stores offset + 1: the next offset to read.
+            if let Err(e) =
+                shared
+                    .consumer()
+                    .store_offset(&state.topic, state.partition, watermark - 1)
+            {
+                tracing::debug!(topic = %state.topic, partition = state.partition, error = %e, "storing the watermark failed (partition no longer assigned?)");
+            }
+        }
+    }
+
+    /// Publishes `copy` to `topic`, then settles the offset; a failed publish leaves it
+    /// unsettled.
+    fn publish_then_settle(
+        self,
+        topic: String,
+        copy: Message,
+        extra_headers: Vec<(&'static str, String)>,
+        what: &'static str,
+    ) -> SettleFuture {
+        let KafkaAcker {
+            shared,
+            state,
+            offset,
+            message,
+        } = self;
+        Box::pin(async move {
+            let sent = send(
+                &shared.producer,
+                shared.publish_timeout,
+                &topic,
+                &copy,
+                &extra_headers,
+            )
+            .await;
+            match sent {
+                Ok(()) => {
+                    Self::settled(&shared, &state, offset);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %message.id(), topic, error = %e, "{what} publish failed; the offset stays unsettled and the message is read again after a restart or rebalance");
+                    Err(error::settle(format!("publishing to `{topic}`"), e).into())
+                }
+            }
+        })
+    }
+}
+
+impl Acker for KafkaAcker {
+    type Future = SettleFuture;
+
+    fn settle(self, outcome: Outcome) -> SettleFuture {
+        match outcome {
+            Outcome::Ack | Outcome::Drop(_) => {
+                Self::settled(&self.shared, &self.state, self.offset);
+                Box::pin(ready(Ok(())))
+            }
+            Outcome::DeadLetter(failure) => {
+                let topic = self
+                    .shared
+                    .config
+                    .dead_letter_topic_for(self.message.origin().source());
+                let copy = dead_letter_message(
+                    &self.message,
+                    &failure,
+                    &self.shared.group,
+                    DEFAULT_MAX_ERROR_LEN,
+                );
+                self.publish_then_settle(topic, copy, Vec::new(), "dead-letter")
+            }
+            Outcome::Retry { after } => match self.shared.config.retry() {
+                RetryMode::Topic => {
+                    let source = self.message.origin().source().to_owned();
+                    let topic = self.shared.config.retry_topic_for(&source);
+                    let extra = vec![
+                        (names::ATTEMPT, (self.message.attempt() + 1).to_string()),
+                        (RETRY_NOT_BEFORE, epoch_millis_after(after).to_string()),
+                        (RETRY_SOURCE, source),
+                    ];
+                    let copy = self.message.clone();
+                    self.publish_then_settle(topic, copy, extra, "retry-topic")
+                }
+                // `RetryMode` is non-exhaustive to callers, not here.
+                RetryMode::Lane => {
+                    tracing::debug!(message_id = %self.message.id(), offset = self.offset, "retry while stopping: left unsettled for the next owner");
+                    Box::pin(ready(Ok(())))
+                }
+            },
+        }
+    }
+}

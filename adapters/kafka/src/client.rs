@@ -1,0 +1,289 @@
+//! [`KafkaClient`]: the validated configuration and one idempotent producer, from which
+//! subscribers and publishers are made.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message as _};
+use wharf::Error;
+
+use crate::acker::AckerShared;
+use crate::config::{validate_topic, KafkaConfig, RetryMode};
+use crate::error;
+use crate::message::from_record;
+use crate::offsets::Assignment;
+use crate::publisher::KafkaPublisher;
+use crate::subscriber::{GroupContext, KafkaSubscriber};
+
+/// How long a publish (and a dead-letter or retry-topic copy) waits for the broker.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long start-up checks (metadata, topic creation) wait for the broker.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Kafka client: configuration plus a shared idempotent producer.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wharf::Error> {
+/// let kafka = wharf_kafka::KafkaClient::from_url("kafka://127.0.0.1:9092/orders?group=billing")?;
+/// kafka.create_topic("orders", 3).await?;
+/// let subscriber = kafka.subscriber().await?;
+/// let publisher = kafka.publisher();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KafkaClient {
+    config: Arc<KafkaConfig>,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaClient {
+    /// Validates `config` and creates the producer. Nothing connects yet (librdkafka
+    /// connects in the background); [`subscriber`](Self::subscriber) checks the brokers
+    /// and topics.
+    pub fn new(config: KafkaConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let producer: FutureProducer = config
+            .producer_config()
+            .create()
+            .map_err(|e| config.creation_error(e))?;
+        Ok(KafkaClient {
+            config: Arc::new(config),
+            producer,
+        })
+    }
+
+    /// Parses a URL (see [`config`](crate::config)) and creates the client.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        KafkaClient::new(url.parse()?)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// A publisher on the shared producer.
+    pub fn publisher(&self) -> KafkaPublisher {
+        KafkaPublisher::new(self.producer.clone(), PUBLISH_TIMEOUT)
+    }
+
+    /// Joins the configured group on the configured topics.
+    pub async fn subscriber(&self) -> Result<KafkaSubscriber, Error> {
+        let group = self
+            .config
+            .group_id()
+            .ok_or_else(|| Error::config("group", "a consumer group is required to subscribe"))?
+            .to_owned();
+        let topics = self.config.topic_names().to_vec();
+        self.subscribe(&topics, &group).await
+    }
+
+    /// Joins consumer group `group` on `topics` (other settings from the configuration).
+    ///
+    /// Fails at start-up when a broker cannot be reached or a topic does not exist
+    /// (create topics first, e.g. with [`create_topic`](Self::create_topic)); with
+    /// [`RetryMode::Topic`] the retry topics must exist too.
+    pub async fn subscribe<T: AsRef<str>>(
+        &self,
+        topics: &[T],
+        group: &str,
+    ) -> Result<KafkaSubscriber, Error> {
+        if topics.is_empty() {
+            return Err(Error::config(
+                "topics",
+                "at least one topic is required to subscribe",
+            ));
+        }
+        if group.trim().is_empty() {
+            return Err(Error::config("group", "must not be empty"));
+        }
+        let mut all: Vec<String> = Vec::new();
+        for topic in topics {
+            let topic = topic.as_ref();
+            validate_topic("topics", topic)?;
+            all.push(topic.to_owned());
+            if self.config.retry() == RetryMode::Topic {
+                all.push(self.config.retry_topic_for(topic));
+            }
+        }
+        all.sort();
+        all.dedup();
+
+        let assignment = Arc::new(Assignment::default());
+        let group: Arc<str> = Arc::from(group);
+        let context = GroupContext {
+            assignment: assignment.clone(),
+            group: group.clone(),
+        };
+        let consumer: crate::subscriber::GroupConsumer = self
+            .config
+            .consumer_config(&group)
+            .create_with_context(context)
+            .map_err(|e| self.config.creation_error(e))?;
+        let shared = Arc::new(AckerShared::new(
+            consumer,
+            assignment,
+            self.producer.clone(),
+            self.config.clone(),
+            group,
+            PUBLISH_TIMEOUT,
+        ));
+
+        // Start-up checks: the brokers answer and every topic exists.
+        let check = shared.clone();
+        let topics_to_check = all.clone();
+        tokio::task::spawn_blocking(move || {
+            for topic in &topics_to_check {
+                let metadata = check
+                    .consumer()
+                    .fetch_metadata(Some(topic), STARTUP_TIMEOUT)
+                    .map_err(|e| error::connection("fetching metadata", e))?;
+                let missing = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
+                if missing {
+                    return Err(error::subscribe(
+                        format!("topic `{topic}`"),
+                        "does not exist (create it first; the adapter never auto-creates topics)",
+                    ));
+                }
+            }
+            let names: Vec<&str> = topics_to_check.iter().map(String::as_str).collect();
+            check
+                .consumer()
+                .subscribe(&names)
+                .map_err(|e| error::subscribe("subscribing", e))
+        })
+        .await
+        .map_err(|e| error::connection("checking topics", e))??;
+
+        Ok(KafkaSubscriber::start(
+            shared,
+            self.config.buffer_size(),
+            self.config.retry(),
+        ))
+    }
+
+    /// Creates `topic` with `partitions` partitions (replication factor 1) unless it
+    /// exists.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        validate_topic("topic", topic)?;
+        if partitions < 1 {
+            return Err(Error::config("partitions", "must be at least 1"));
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client_config()
+            .create()
+            .map_err(|e| self.config.creation_error(e))?;
+        let options = AdminOptions::new().operation_timeout(Some(STARTUP_TIMEOUT));
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &options,
+            )
+            .await
+            .map_err(|e| error::connection(format!("creating topic `{topic}`"), e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(error::connection(
+                        format!("creating topic `{name}`"),
+                        code.to_string(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every record currently in `topic` (all partitions, oldest first per
+    /// partition), for inspecting dead-letter and retry topics. Joins no group and
+    /// commits nothing; gives up after `wait`.
+    pub async fn read_topic(
+        &self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<Vec<wharf::Message>, Error> {
+        validate_topic("topic", topic)?;
+        let mut config: ClientConfig = self.config.client_config();
+        config
+            .set("group.id", format!("wharf-inspect-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer = config.create().map_err(|e| self.config.creation_error(e))?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || read_all(&consumer, &topic, wait))
+            .await
+            .map_err(|e| error::connection("reading a topic", e))?
+    }
+}
+
+fn read_all(
+    consumer: &BaseConsumer,
+    topic: &str,
+    wait: Duration,
+) -> Result<Vec<wharf::Message>, Error> {
+    let deadline = Instant::now() + wait;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), STARTUP_TIMEOUT)
+        .map_err(|e| error::connection("fetching metadata", e))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, STARTUP_TIMEOUT)
+            .map_err(|e| error::connection("fetching watermarks", e))?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .map_err(|e| error::connection("assigning", e))?;
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| error::connection("assigning", e))?;
+    let topic_arc: Arc<str> = Arc::from(topic);
+    while !ends.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(record)) => {
+                let end = ends.get(&record.partition()).copied();
+                out.push(from_record(&record, &topic_arc).message);
+                if end.is_some_and(|end| record.offset() + 1 >= end) {
+                    ends.remove(&record.partition());
+                }
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "reading a topic"),
+            None => {}
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,250 @@
+//! Which offsets may be committed: the contiguous watermark of settled offsets.
+//!
+//! Kafka commits a position per partition, not a set of messages: committing offset `n`
+//! says "everything below `n` is done". With several keys of one partition in flight at
+//! once, messages settle out of order, so each partition keeps the offsets handed to the
+//! runtime, in order, and the watermark moves only over a settled prefix: offsets 5, 6, 7
+//! handed out, 6 and 7 settled, the watermark stays at 5 until 5 settles, then jumps to 8.
+//! A crash re-reads from the last committed watermark: settled messages after a gap are
+//! handled again (at-least-once; the dedup layer absorbs them), nothing is skipped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Offsets of one partition handed out and not yet below the watermark.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    /// In offset order; `true` once settled.
+    pending: VecDeque<(i64, bool)>,
+    /// Every offset below it is settled (or was never handed out in this assignment).
+    watermark: Option<i64>,
+}
+
+impl Tracker {
+    /// Records `offset` as handed out. Returns `false` for an offset this assignment has
+    /// already handed out (a re-read), which must not be handed out twice.
+    pub(crate) fn register(&mut self, offset: i64) -> bool {
+        let newest = self
+            .pending
+            .back()
+            .map(|&(o, _)| o)
+            .or(self.watermark.map(|w| w - 1));
+        match newest {
+            Some(newest) if offset <= newest => false,
+            _ => {
+                self.pending.push_back((offset, false));
+                true
+            }
+        }
+    }
+
+    /// Marks `offset` settled. Returns the new watermark if it moved.
+    pub(crate) fn settle(&mut self, offset: i64) -> Option<i64> {
+        let i = self
+            .pending
+            .binary_search_by_key(&offset, |&(o, _)| o)
+            .ok()?;
+        self.pending[i].1 = true;
+        if i != 0 {
+            return None;
+        }
+        let mut next = None;
+        while let Some(&(o, true)) = self.pending.front() {
+            next = Some(o + 1);
+            self.pending.pop_front();
+        }
+        if next.is_some() {
+            self.watermark = next;
+        }
+        next
+    }
+
+    /// Offsets handed out and not settled.
+    pub(crate) fn unsettled(&self) -> usize {
+        self.pending.iter().filter(|(_, settled)| !settled).count()
+    }
+
+    /// The watermark: the offset to commit.
+    pub(crate) fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+}
+
+/// One assigned partition, shared by the subscriber and the ackers of its messages.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// Set when the partition is revoked (or lost): its remaining settlements are ignored
+    /// and its buffered messages are not handed out; the new owner reads them again from
+    /// the committed watermark.
+    revoked: AtomicBool,
+    tracker: Mutex<Tracker>,
+}
+
+impl PartitionState {
+    pub(crate) fn new(topic: Arc<str>, partition: i32) -> Self {
+        PartitionState {
+            topic,
+            partition,
+            revoked: AtomicBool::new(false),
+            tracker: Mutex::new(Tracker::default()),
+        }
+    }
+
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// The tracker, locked. Settling stores the new watermark while holding it, so stores
+    /// reach librdkafka in order.
+    pub(crate) fn tracker(&self) -> MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the partition revoked; returns its tracker, locked, for the final store.
+    pub(crate) fn revoke(&self) -> MutexGuard<'_, Tracker> {
+        let tracker = self.tracker();
+        self.revoked.store(true, Ordering::Release);
+        tracker
+    }
+}
+
+/// The partitions assigned to one consumer, by topic and partition number.
+#[derive(Debug, Default)]
+pub(crate) struct Assignment {
+    partitions: Mutex<HashMap<Arc<str>, Vec<Option<Arc<PartitionState>>>>>,
+}
+
+impl Assignment {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Option<Arc<PartitionState>>>>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state of an assigned partition.
+    pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionState>> {
+        let map = self.lock();
+        map.get(topic)?
+            .get(usize::try_from(partition).ok()?)?
+            .clone()
+    }
+
+    /// Adds a partition (a fresh tracker) unless it is assigned already.
+    pub(crate) fn assign(&self, topic: &str, partition: i32) {
+        let Ok(index) = usize::try_from(partition) else {
+            return;
+        };
+        let mut map = self.lock();
+        let topic_arc = map
+            .get_key_value(topic)
+            .map_or_else(|| Arc::<str>::from(topic), |(k, _)| k.clone());
+        let slots = map.entry(topic_arc.clone()).or_default();
+        if slots.len() <= index {
+            slots.resize(index + 1, None);
+        }
+        match &slots[index] {
+            Some(state) if !state.is_revoked() => {}
+            _ => slots[index] = Some(Arc::new(PartitionState::new(topic_arc, partition))),
+        }
+    }
+
+    /// Removes a partition and returns its state (to be revoked by the caller).
+    pub(crate) fn remove(&self, topic: &str, partition: i32) -> Option<Arc<PartitionState>> {
+        let mut map = self.lock();
+        map.get_mut(topic)?
+            .get_mut(usize::try_from(partition).ok()?)?
+            .take()
+    }
+
+    /// Every assigned partition.
+    pub(crate) fn all(&self) -> Vec<Arc<PartitionState>> {
+        self.lock()
+            .values()
+            .flat_map(|slots| slots.iter().flatten().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_moves_only_over_a_settled_prefix() {
+        let mut t = Tracker::default();
+        for o in 5..=8 {
+            assert!(t.register(o));
+        }
+        assert_eq!(t.settle(6), None);
+        assert_eq!(t.settle(7), None);
+        assert_eq!(t.watermark(), None);
+        assert_eq!(t.settle(5), Some(8));
+        assert_eq!(t.unsettled(), 1);
+        assert_eq!(t.settle(8), Some(9));
+        assert_eq!(t.watermark(), Some(9));
+    }
+
+    #[test]
+    fn gaps_in_offsets_do_not_hold_the_watermark() {
+        // Compaction and transaction markers leave gaps: the watermark follows the
+        // offsets handed out, not every integer.
+        let mut t = Tracker::default();
+        for o in [10, 13, 20] {
+            t.register(o);
+        }
+        t.settle(13);
+        assert_eq!(t.settle(10), Some(14));
+        assert_eq!(t.settle(20), Some(21));
+    }
+
+    #[test]
+    fn rereads_are_refused_and_unknown_settles_ignored() {
+        let mut t = Tracker::default();
+        assert!(t.register(1));
+        assert!(t.register(2));
+        assert!(
+            !t.register(2),
+            "an in-flight offset is not handed out twice"
+        );
+        assert_eq!(t.settle(1), Some(2));
+        assert_eq!(t.settle(2), Some(3));
+        assert!(!t.register(0), "below the watermark: already done");
+        assert!(!t.register(2));
+        assert_eq!(t.settle(99), None);
+        assert!(t.register(3));
+    }
+
+    #[test]
+    fn settling_twice_is_harmless() {
+        let mut t = Tracker::default();
+        t.register(1);
+        t.register(2);
+        assert_eq!(t.settle(2), None);
+        assert_eq!(t.settle(2), None);
+        assert_eq!(t.settle(1), Some(3));
+        assert_eq!(t.settle(1), None);
+    }
+
+    #[test]
+    fn reassigning_a_revoked_partition_starts_a_fresh_tracker() {
+        let a = Assignment::default();
+        a.assign("t", 2);
+        let old = a.get("t", 2).unwrap();
+        old.tracker().register(7);
+        a.assign("t", 2);
+        assert!(
+            Arc::ptr_eq(&old, &a.get("t", 2).unwrap()),
+            "still assigned: kept"
+        );
+        let removed = a.remove("t", 2).unwrap();
+        drop(removed.revoke());
+        assert!(old.is_revoked());
+        assert!(a.get("t", 2).is_none());
+        a.assign("t", 2);
+        let new = a.get("t", 2).unwrap();
+        assert!(!Arc::ptr_eq(&old, &new));
+        assert!(new.tracker().register(0));
+        assert_eq!(a.all().len(), 1);
+    }
+}

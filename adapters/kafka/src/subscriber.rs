@@ -1,0 +1,424 @@
+//! Consuming: a consumer-group member whose partitions are read by one driver task.
+//!
+//! # How records reach the runtime
+//!
+//! A driver task owns the polling: it calls librdkafka's `recv` without pause, which
+//! also serves heartbeats, rebalances and `max.poll.interval.ms`, copies each record into
+//! a [`Message`](wharf::Message), records its offset with its partition's
+//! [watermark tracker](crate::offsets), and queues it for the subscriber. The runtime
+//! pulls from that queue only when it has room, so the queue is the backpressure point:
+//! once `buffer` messages wait in it, the driver **pauses** every assigned partition and
+//! keeps polling; when the queue drains to half, it resumes them (librdkafka then
+//! refetches from the position of the last record returned, so nothing is skipped).
+//! The polling never stops for backpressure, so a busy consumer keeps its group
+//! membership.
+//!
+//! # Offsets
+//!
+//! Settled offsets move their partition's watermark (see [`offsets`](crate::offsets));
+//! the watermark is stored with librdkafka at once and committed every
+//! `commit_interval`, on every revoke (synchronously, before the partition moves) and
+//! at [`close`](wharf::Subscriber::close). Nothing is ever committed past an unsettled
+//! offset.
+//!
+//! # Rebalances
+//!
+//! On a revoke the partition's watermark is committed and the partition marked revoked:
+//! records of it still queued are discarded (not handed out), and settlements of its
+//! messages still in flight are ignored. The new owner reads from the committed
+//! watermark, so messages in flight during a rebalance are delivered again
+//! (at-least-once; the dedup layer absorbs the copies). With librdkafka's default
+//! (eager) assignment every rebalance revokes every partition; set
+//! `rdkafka.partition.assignment.strategy=cooperative-sticky` to move only the
+//! partitions that change owner.
+//!
+//! # Retry topic
+//!
+//! With [`RetryMode::Topic`] the subscriber also reads the retry topics. A copy whose
+//! not-before time has not come is held (its offset stays unsettled, so its partition's
+//! watermark waits for it, and it counts against `buffer`) and handed out when due.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use futures_util::Stream;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message as _};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+use wharf::{Capabilities, Delivery, Error, Subscriber};
+
+use crate::acker::{AckerShared, KafkaAcker};
+use crate::config::RetryMode;
+use crate::error;
+use crate::message::{from_record, Received};
+use crate::offsets::{Assignment, PartitionState};
+
+/// What the Kafka adapter promises (see the [crate docs](crate)).
+pub fn capabilities(retry: RetryMode) -> Capabilities {
+    let mut c = Capabilities::default();
+    c.acknowledgements = true;
+    c.persistent = true;
+    c.redelivers_unacked = true;
+    c.ordered_per_key = true;
+    c.competing_consumers = true;
+    c.fan_out_groups = true;
+    c.native_dead_letter = true;
+    c.retains_before_subscribe = true;
+    c.broker_attempt_count = false;
+    match retry {
+        RetryMode::Lane => c.retry_in_lane = true,
+        RetryMode::Topic => c.native_delay = true,
+    }
+    c
+}
+
+// ===== group membership =====
+
+/// Rebalance handling: revoked partitions are committed and retired, assigned ones get
+/// a fresh tracker. Runs inside the driver's polling.
+#[derive(Debug)]
+pub(crate) struct GroupContext {
+    pub(crate) assignment: Arc<Assignment>,
+    pub(crate) group: Arc<str>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let lost = consumer.assignment_lost();
+                let mut commit = TopicPartitionList::new();
+                let mut in_flight = 0;
+                for elem in tpl.elements() {
+                    let Some(state) = self.assignment.remove(elem.topic(), elem.partition()) else {
+                        continue;
+                    };
+                    let tracker = state.revoke();
+                    in_flight += tracker.unsettled();
+                    if let Some(watermark) = tracker.watermark() {
+                        let _ = commit.add_partition_offset(
+                            elem.topic(),
+                            elem.partition(),
+                            Offset::Offset(watermark),
+                        );
+                    }
+                }
+                tracing::info!(
+                    group = %self.group,
+                    partitions = tpl.count(),
+                    in_flight,
+                    lost,
+                    "partitions revoked; messages in flight are redelivered to the new owner"
+                );
+                // A lost assignment belongs to someone else already: committing would
+                // fail (and must not move their position).
+                if !lost && commit.count() > 0 {
+                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                        tracing::warn!(group = %self.group, error = %e, "committing revoked partitions failed; the new owner re-reads from the last committed offset");
+                    }
+                }
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance error");
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            for elem in tpl.elements() {
+                self.assignment.assign(elem.topic(), elem.partition());
+            }
+            tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
+
+// ===== driver =====
+
+/// What the driver hands the subscriber.
+enum Fetched {
+    Record(Received, Arc<PartitionState>),
+    Error(RdKafkaError),
+}
+
+/// Flow control between the driver and the subscriber.
+#[derive(Debug)]
+struct Flow {
+    /// Records queued or held (retry copies not yet due), not yet handed out.
+    buffered: AtomicUsize,
+    capacity: usize,
+    paused: AtomicBool,
+    resume: Notify,
+    stop: Notify,
+}
+
+async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSender<Fetched>) {
+    let consumer = shared.consumer();
+    loop {
+        tokio::select! {
+            biased;
+            () = flow.stop.notified() => break,
+            () = tx.closed() => break,
+            () = flow.resume.notified() => set_paused(consumer, false),
+            fetched = consumer.recv() => {
+                let item = match fetched {
+                    Ok(record) => {
+                        let topic = record.topic();
+                        let state = match shared.assignment.get(topic, record.partition()) {
+                            Some(state) => state,
+                            None => {
+                                // Normally assigned in the rebalance callback already.
+                                shared.assignment.assign(topic, record.partition());
+                                match shared.assignment.get(topic, record.partition()) {
+                                    Some(state) => state,
+                                    None => continue,
+                                }
+                            }
+                        };
+                        if !state.tracker().register(record.offset()) {
+                            tracing::debug!(topic, partition = record.partition(), offset = record.offset(), "record read again while in flight or done; not handed out twice");
+                            continue;
+                        }
+                        let received = from_record(&record, &state.topic);
+                        Fetched::Record(received, state)
+                    }
+                    Err(e) => Fetched::Error(e),
+                };
+                let is_record = matches!(item, Fetched::Record(..));
+                if tx.send(item).is_err() {
+                    break;
+                }
+                if is_record && flow.buffered.fetch_add(1, Ordering::AcqRel) + 1 >= flow.capacity {
+                    // Also re-pauses partitions assigned since the last pause.
+                    flow.paused.store(true, Ordering::Release);
+                    set_paused(consumer, true);
+                }
+            }
+        }
+    }
+}
+
+fn set_paused(consumer: &GroupConsumer, pause: bool) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let result = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    match result {
+        Ok(()) => tracing::debug!(pause, partitions = assignment.count(), "flow control"),
+        Err(e) => tracing::warn!(pause, error = %e, "pausing or resuming partitions failed"),
+    }
+}
+
+// ===== subscriber =====
+
+/// A consumer-group member; see the [module docs](self).
+///
+/// Create it with [`KafkaClient::subscriber`](crate::KafkaClient::subscriber).
+pub struct KafkaSubscriber {
+    shared: Arc<AckerShared>,
+    flow: Arc<Flow>,
+    rx: mpsc::UnboundedReceiver<Fetched>,
+    driver: Option<JoinHandle<()>>,
+    /// Retry copies not yet due, by due time.
+    delayed: BTreeMap<(Instant, u64), (Received, Arc<PartitionState>)>,
+    delayed_seq: u64,
+    timer: Option<Pin<Box<Sleep>>>,
+    capabilities: Capabilities,
+}
+
+impl std::fmt::Debug for KafkaSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSubscriber")
+            .field("group", &self.shared.group)
+            .field("buffered", &self.flow.buffered.load(Ordering::Relaxed))
+            .field("delayed", &self.delayed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSubscriber {
+    pub(crate) fn start(shared: Arc<AckerShared>, buffer: usize, retry: RetryMode) -> Self {
+        let flow = Arc::new(Flow {
+            buffered: AtomicUsize::new(0),
+            capacity: buffer,
+            paused: AtomicBool::new(false),
+            resume: Notify::new(),
+            stop: Notify::new(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(drive(shared.clone(), flow.clone(), tx));
+        KafkaSubscriber {
+            shared,
+            flow,
+            rx,
+            driver: Some(driver),
+            delayed: BTreeMap::new(),
+            delayed_seq: 0,
+            timer: None,
+            capabilities: capabilities(retry),
+        }
+    }
+
+    /// The partitions currently assigned to this member, as `(topic, partition)`.
+    pub fn assigned(&self) -> Vec<(String, i32)> {
+        let mut all: Vec<_> = self
+            .shared
+            .assignment
+            .all()
+            .iter()
+            .map(|s| (s.topic.to_string(), s.partition))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// A record leaves the queue (handed out or discarded).
+    fn dequeued(&self) {
+        let left = self.flow.buffered.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left <= self.flow.capacity / 2 && self.flow.paused.swap(false, Ordering::AcqRel) {
+            self.flow.resume.notify_one();
+        }
+    }
+
+    fn deliver(
+        &self,
+        received: Received,
+        state: Arc<PartitionState>,
+    ) -> Option<Delivery<KafkaAcker>> {
+        self.dequeued();
+        if state.is_revoked() {
+            return None;
+        }
+        let acker = KafkaAcker::new(
+            self.shared.clone(),
+            state,
+            received.offset,
+            received.message.clone(),
+        );
+        Some(Delivery::new(received.message, acker))
+    }
+}
+
+impl Stream for KafkaSubscriber {
+    type Item = Result<Delivery<KafkaAcker>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            // Retry copies that came due go first.
+            if let Some(entry) = this.delayed.first_entry() {
+                if entry.key().0 <= Instant::now() {
+                    let (received, state) = entry.remove();
+                    match this.deliver(received, state) {
+                        Some(d) => return Poll::Ready(Some(Ok(d))),
+                        None => continue,
+                    }
+                }
+            }
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(Fetched::Record(received, state))) => {
+                    if let Some(due) = received.not_before.and_then(due_instant) {
+                        if !state.is_revoked() {
+                            this.delayed_seq += 1;
+                            this.delayed
+                                .insert((due, this.delayed_seq), (received, state));
+                            this.timer = None;
+                        } else {
+                            this.dequeued();
+                        }
+                        continue;
+                    }
+                    match this.deliver(received, state) {
+                        Some(d) => return Poll::Ready(Some(Ok(d))),
+                        None => continue,
+                    }
+                }
+                Poll::Ready(Some(Fetched::Error(e))) => {
+                    return Poll::Ready(Some(Err(error::subscribe("consuming", e))));
+                }
+                Poll::Ready(None) if this.delayed.is_empty() => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            // Wait for the earliest delayed copy.
+            let Some(((due, _), _)) = this.delayed.first_key_value() else {
+                return Poll::Pending;
+            };
+            let due = *due;
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The tokio instant of a not-before time still in the future.
+fn due_instant(not_before: SystemTime) -> Option<Instant> {
+    let wait = not_before.duration_since(SystemTime::now()).ok()?;
+    (!wait.is_zero()).then(|| Instant::now() + wait)
+}
+
+impl Subscriber for KafkaSubscriber {
+    type Acker = KafkaAcker;
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// Stops polling, commits the stored watermarks synchronously and leaves the group.
+    /// Records fetched but not handed out, and retry copies not yet due, are not
+    /// committed: the next owner reads them.
+    async fn close(mut self) -> Result<(), Error> {
+        self.flow.stop.notify_one();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+        let shared = self.shared.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            let result = match shared.consumer().commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last commit.
+                Err(RdKafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+                other => other,
+            };
+            shared.consumer().unsubscribe();
+            result
+        })
+        .await
+        .map_err(|e| error::connection("closing the consumer", e))?;
+        committed.map_err(|e| error::connection("committing offsets at close", e))
+    }
+}
+
+impl Drop for KafkaSubscriber {
+    fn drop(&mut self) {
+        // Stops the driver if `close` was not called (the queue's receiver also goes).
+        self.flow.stop.notify_one();
+    }
+}
