@@ -131,6 +131,18 @@ pub trait AdapterFactory: Send + Sync + 'static {
         async { Ok(false) }
     }
 
+    /// Waits until `members`, all subscribed to one group, share the group's work: on
+    /// brokers where membership settles asynchronously (a Kafka group rebalancing as
+    /// members join), a member that subscribed may not have been given anything yet.
+    /// The default returns at once (membership is immediate).
+    fn group_ready(
+        &self,
+        members: &[&Self::Subscriber],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = members;
+        async { Ok(()) }
+    }
+
     /// How long any single wait in a test may take before the test fails (default 30 s).
     fn timeout(&self) -> Duration {
         Duration::from_secs(30)

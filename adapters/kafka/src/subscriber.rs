@@ -201,11 +201,13 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                     }
                     Err(e) => Fetched::Error(e),
                 };
-                let is_record = matches!(item, Fetched::Record(..));
+                // Counted before it is queued: the subscriber counts it down once taken.
+                let over = matches!(item, Fetched::Record(..))
+                    && flow.buffered.fetch_add(1, Ordering::AcqRel) + 1 >= flow.capacity;
                 if tx.send(item).is_err() {
                     break;
                 }
-                if is_record && flow.buffered.fetch_add(1, Ordering::AcqRel) + 1 >= flow.capacity {
+                if over {
                     // Also re-pauses partitions assigned since the last pause.
                     flow.paused.store(true, Ordering::Release);
                     set_paused(consumer, true);

@@ -36,10 +36,9 @@ impl AdapterFactory for TansuFactory {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = wharf_kafka::subscriber::capabilities(RetryMode::Lane);
-        // tansu keeps topics in memory in these tests: nothing survives its restart.
-        caps.persistent = false;
-        caps
+        // Kafka keeps messages on disk; tansu keeps them in memory here, and this factory
+        // cannot restart it, so the suite's restart tests skip themselves.
+        wharf_kafka::subscriber::capabilities(RetryMode::Lane)
     }
 
     async fn prepare(&self, topic: &str, _groups: &[&str]) -> Result<(), wharf::Error> {
@@ -71,6 +70,22 @@ impl AdapterFactory for TansuFactory {
                 DeadLetterRecord::new(m, reason)
             })
             .collect())
+    }
+
+    async fn group_ready(&self, members: &[&KafkaSubscriber]) -> Result<(), wharf::Error> {
+        // Each member joining rebalances the group; wait until every member holds a
+        // partition (the topics have as many partitions as the suite has members).
+        let deadline = tokio::time::Instant::now() + self.timeout();
+        while members.iter().any(|m| m.assigned().is_empty()) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(wharf::Error::config(
+                    "group",
+                    "members were never all assigned",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     fn timeout(&self) -> Duration {

@@ -29,9 +29,15 @@ pub async fn competing_consumers_share<F: AdapterFactory>(f: &F) {
 
     let log: Log<(usize, MessageId)> = Log::new();
     let all: Log<MessageId> = Log::new();
+    let mut subscribers = Vec::new();
+    for _ in 0..MEMBERS {
+        subscribers.push(subscribe(f, &topic, &group).await);
+    }
+    f.group_ready(&subscribers.iter().collect::<Vec<_>>())
+        .await
+        .unwrap_or_else(|e| panic!("the group's {MEMBERS} members never all got work: {e}"));
     let mut running = Vec::new();
-    for member in 0..MEMBERS {
-        let subscriber = subscribe(f, &topic, &group).await;
+    for (member, subscriber) in subscribers.into_iter().enumerate() {
         let (log, all) = (log.clone(), all.clone());
         let handler = move |m: Message| {
             let (log, all) = (log.clone(), all.clone());
