@@ -16,7 +16,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # Adapters that need a broker add an `ensure_<broker>` function in scripts/brokers.sh
 # and list it here.
 source scripts/brokers.sh
-BROKERS=(nats rabbitmq)
+# Build dependencies first: the Kafka adapter builds librdkafka with cmake.
+step "ensure kafka build dependencies (cmake, curl headers)"
+ensure_kafka_build_deps
+BROKERS=(nats rabbitmq kafka)
 if [[ "${WHARF_SKIP_BROKERS:-0}" != "1" ]]; then
   for b in "${BROKERS[@]}"; do
     step "ensure $b"
