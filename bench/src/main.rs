@@ -2,11 +2,14 @@
 //! with wharf and a bare stack, and with wharf and the recommended stack, alternating
 //! the three in every round so drift hits them alike, and prints msgs/s with the ratios.
 //!
-//! Run with `cargo run --release -p wharf-bench -- --broker memory` (or `nats`: JetStream
-//! on 127.0.0.1:4222)
-//! (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
+//! Run with `cargo run --release -p wharf-bench -- --broker memory` (or `nats`:
+//! JetStream on 127.0.0.1:4222; `rabbitmq` on 127.0.0.1:5672; `kafka`: tansu or Kafka on
+//! 127.0.0.1:9092) (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
+//! `--broker kafka --scenario key-parallel` compares wharf's key lanes with
+//! partition-serial processing for a handler that awaits 1 ms.
 
 mod drain;
+mod kafka;
 mod memory;
 mod nats;
 mod rabbitmq;
@@ -48,11 +51,12 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats|rabbitmq [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+    "usage: wharf-bench --broker memory|nats|rabbitmq|kafka [--scenario throughput|key-parallel] [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
 }
 
-fn parse() -> Result<(String, Settings), String> {
+fn parse() -> Result<(String, String, Settings), String> {
     let mut broker = None;
+    let mut scenario = "throughput".to_owned();
     let mut s = Settings {
         messages: 200_000,
         size: 256,
@@ -73,6 +77,7 @@ fn parse() -> Result<(String, Settings), String> {
         };
         match flag.as_str() {
             "--broker" => broker = Some(value()?),
+            "--scenario" => scenario = value()?,
             "--messages" => s.messages = number(value()?, "--messages")?,
             "--size" => s.size = number(value()?, "--size")?,
             "--rounds" => s.rounds = number(value()?, "--rounds")?,
@@ -82,24 +87,38 @@ fn parse() -> Result<(String, Settings), String> {
         }
     }
     let broker = broker.ok_or_else(|| format!("`--broker` is required\n{}", usage()))?;
-    Ok((broker, s))
+    Ok((broker, scenario, s))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (broker, settings) = match parse() {
+    let (broker, scenario, settings) = match parse() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    match (broker.as_str(), scenario.as_str()) {
+        (_, "throughput") => {}
+        ("kafka", "key-parallel") => {
+            kafka::key_parallel(&settings).await;
+            return ExitCode::SUCCESS;
+        }
+        (_, other) => {
+            eprintln!(
+                "unknown scenario `{other}` for `{broker}` (throughput; key-parallel on kafka)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let results = match broker.as_str() {
         "memory" => memory::run(&settings).await,
         "nats" | "jetstream" => nats::run(&settings).await,
         "rabbitmq" => rabbitmq::run(&settings).await,
+        "kafka" => kafka::run(&settings).await,
         other => {
-            eprintln!("unknown broker `{other}` (built: memory, nats, rabbitmq)");
+            eprintln!("unknown broker `{other}` (built: memory, nats, rabbitmq, kafka)");
             return ExitCode::from(2);
         }
     };

@@ -109,7 +109,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let topic = format!("example-orders-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let topic = format!(
+        "example-orders-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let config = KafkaConfig::new(brokers, [topic.as_str()])
         .group("order-service")
         // A short session timeout makes the group join quick (tansu answers a join after
@@ -134,7 +137,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     publisher
-        .publish(&topic, Message::with_id("garbled-1", "this is not json").with_key("c99"))
+        .publish(
+            &topic,
+            Message::with_id("garbled-1", "this is not json").with_key("c99"),
+        )
         .await?;
     let total = CUSTOMERS * EVENTS as usize;
 
@@ -170,7 +176,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let seen = handler.seen.lock().unwrap_or_else(|e| e.into_inner());
-    let peaks: Vec<usize> = handler.peak.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    let peaks: Vec<usize> = handler
+        .peak
+        .iter()
+        .map(|p| p.load(Ordering::SeqCst))
+        .collect();
     println!("handled {} of {total} events", seen.handled);
     println!("most events of one partition in flight at once, per partition: {peaks:?}");
     if seen.out_of_order.is_empty() {

@@ -2,17 +2,19 @@
 //!
 //! # How records reach the runtime
 //!
-//! A driver task owns the polling: it calls librdkafka's `recv` without pause, which
-//! also serves heartbeats, rebalances and `max.poll.interval.ms`, copies each record into
-//! a [`Message`](wharf::Message), records its offset with its partition's
-//! [watermark tracker](crate::offsets), and queues it for the subscriber. The runtime
-//! pulls from that queue only when it has room, so the queue is the backpressure point:
-//! once `buffer` messages wait in it, the driver **pauses** every assigned partition and
-//! keeps polling; when the queue drains to half, it resumes them (librdkafka then
-//! refetches from the position of the last record returned, so nothing is skipped).
-//! The polling never stops for backpressure, so a busy consumer keeps its group
-//! membership.
-//!
+//! A driver task owns the polling: it calls librdkafka's `recv` (which also serves
+//! rebalances and `max.poll.interval.ms`; heartbeats run on librdkafka's own thread),
+//! copies each record into a [`Message`](wharf::Message), records its offset with its
+//! partition's [watermark tracker](crate::offsets), and queues it for the subscriber. The
+//! runtime pulls from that queue only when it has room, so the queue is the backpressure
+//! point. Once `buffer` records wait in it, the driver stops taking records for up to a
+//! second (librdkafka's prefetch limits hold its own queue meanwhile; nothing is
+//! purged or fetched twice, which keeps short bursts cheap). If the handlers are still
+//! behind after that, it **pauses** every assigned partition and polls again, so the
+//! consumer keeps its group duties however slow the handlers are; once the queue is down
+//! to half it resumes them (librdkafka refetches from the position of the last record
+//! returned, so nothing is skipped).
+
 //! # Offsets
 //!
 //! Settled offsets move their partition's watermark (see [`offsets`](crate::offsets));
@@ -44,7 +46,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::Stream;
 use rdkafka::consumer::{
@@ -164,19 +166,49 @@ struct Flow {
     /// Records queued or held (retry copies not yet due), not yet handed out.
     buffered: AtomicUsize,
     capacity: usize,
-    paused: AtomicBool,
-    resume: Notify,
+    /// The driver waits for room (set by the driver, cleared by the subscriber when it
+    /// wakes it).
+    waiting: AtomicBool,
+    space: Notify,
     stop: Notify,
 }
 
+/// How long the driver stops taking records from librdkafka when the queue is full,
+/// before it pauses the partitions and goes back to polling.
+const SOFT_STOP: Duration = Duration::from_secs(1);
+
 async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSender<Fetched>) {
     let consumer = shared.consumer();
+    let mut paused = false;
     loop {
+        if !paused && flow.buffered.load(Ordering::Acquire) >= flow.capacity {
+            // The queue is full. Stop taking records for a moment: librdkafka's own
+            // prefetch limits hold its queue meanwhile, and nothing is refetched. If the
+            // handlers are still behind after `SOFT_STOP`, pause the partitions and poll
+            // again, so rebalances and `max.poll.interval.ms` are served.
+            flow.waiting.store(true, Ordering::Release);
+            if flow.buffered.load(Ordering::Acquire) > flow.capacity / 2 {
+                tokio::select! {
+                    biased;
+                    () = flow.stop.notified() => break,
+                    () = tx.closed() => break,
+                    () = flow.space.notified() => {}
+                    () = tokio::time::sleep(SOFT_STOP) => {
+                        paused = true;
+                        set_paused(consumer, true);
+                    }
+                }
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             () = flow.stop.notified() => break,
             () = tx.closed() => break,
-            () = flow.resume.notified() => set_paused(consumer, false),
+            () = flow.space.notified(), if paused => {
+                paused = false;
+                set_paused(consumer, false);
+            }
             fetched = consumer.recv() => {
                 let item = match fetched {
                     Ok(record) => {
@@ -207,9 +239,9 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                 if tx.send(item).is_err() {
                     break;
                 }
-                if over {
-                    // Also re-pauses partitions assigned since the last pause.
-                    flow.paused.store(true, Ordering::Release);
+                if over && paused {
+                    // A record while paused: a partition assigned since the pause.
+                    flow.waiting.store(true, Ordering::Release);
                     set_paused(consumer, true);
                 }
             }
@@ -264,8 +296,8 @@ impl KafkaSubscriber {
         let flow = Arc::new(Flow {
             buffered: AtomicUsize::new(0),
             capacity: buffer,
-            paused: AtomicBool::new(false),
-            resume: Notify::new(),
+            waiting: AtomicBool::new(false),
+            space: Notify::new(),
             stop: Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -295,11 +327,12 @@ impl KafkaSubscriber {
         all
     }
 
-    /// A record leaves the queue (handed out or discarded).
+    /// A record leaves the queue (handed out or discarded); wakes the driver once the
+    /// queue is down to half.
     fn dequeued(&self) {
         let left = self.flow.buffered.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left <= self.flow.capacity / 2 && self.flow.paused.swap(false, Ordering::AcqRel) {
-            self.flow.resume.notify_one();
+        if left <= self.flow.capacity / 2 && self.flow.waiting.swap(false, Ordering::AcqRel) {
+            self.flow.space.notify_one();
         }
     }
 

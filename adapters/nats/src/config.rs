@@ -683,9 +683,9 @@ fn parse_url(input: &str) -> Result<NatsConfig, Error> {
         config.auth = match userinfo.split_once(':') {
             Some((user, password)) => Auth::UserPassword {
                 user: percent_decode(user, "user")?,
-                password: Secret(percent_decode(password, "password")?),
+                password: Secret::new(percent_decode(password, "password")?),
             },
-            None => Auth::Token(Secret(percent_decode(userinfo, "token")?)),
+            None => Auth::Token(Secret::new(percent_decode(userinfo, "token")?)),
         };
     }
 
