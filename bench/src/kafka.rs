@@ -65,32 +65,45 @@ async fn backlog(topic: &str, messages: usize, size: usize, keys: usize) -> Kafk
         let mut payload = per_key[k].to_be_bytes().to_vec();
         payload.resize(size.max(4), b'x');
         let key = format!("k{k}");
-        let producer = producer.clone();
-        let topic = topic.to_owned();
-        pending.push(tokio::spawn(async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map(drop)
-                .map_err(|(e, _)| e)
-        }));
+        // Enqueued in order here (the delivery is awaited later), so each key's records
+        // are stored in the order of their numbers.
+        let delivery = loop {
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+                Ok(delivery) => break delivery,
+                Err((e, _))
+                    if matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ) =>
+                {
+                    for d in pending.drain(..) {
+                        wait_delivered(d).await;
+                    }
+                }
+                Err((e, _)) => fail("publishing", e),
+            }
+        };
+        pending.push(delivery);
         if pending.len() == 2000 {
-            for p in pending.drain(..) {
-                p.await
-                    .unwrap_or_else(|e| fail("publishing", e))
-                    .unwrap_or_else(|e| fail("publishing", e));
+            for d in pending.drain(..) {
+                wait_delivered(d).await;
             }
         }
     }
-    for p in pending {
-        p.await
-            .unwrap_or_else(|e| fail("publishing", e))
-            .unwrap_or_else(|e| fail("publishing", e));
+    for d in pending {
+        wait_delivered(d).await;
     }
     kafka
+}
+
+async fn wait_delivered(delivery: rdkafka::producer::DeliveryFuture) {
+    match delivery.await {
+        Ok(Ok(_)) => {}
+        Ok(Err((e, _))) => fail("publishing", e),
+        Err(e) => fail("publishing", e),
+    }
 }
 
 fn raw_consumer(topic: &str, group: &str) -> StreamConsumer {
@@ -295,7 +308,7 @@ async fn key_lanes(topic: &str, messages: usize, in_flight: usize) -> (Duration,
 
 /// Runs the key-parallel comparison and prints it.
 pub(crate) async fn key_parallel(settings: &Settings) {
-    let keys = 1000;
+    let keys = (settings.messages / 10).max(1);
     println!(
         "key-parallel: {} messages over {keys} keys and 3 partitions, handler awaits 1 ms, wharf in flight {}",
         settings.messages, settings.in_flight
