@@ -931,11 +931,13 @@ mod tests {
 
     #[test]
     fn librdkafka_rejects_bad_pass_through_properties_at_start_up() {
-        let c = KafkaConfig::new("127.0.0.1:9092", ["t"]).option("session.timeout.ms", "soon");
-        let err = crate::KafkaClient::new(c.clone().option("no.such.property", "1"))
-            .unwrap_err()
-            .to_string();
+        let err = crate::KafkaClient::new(
+            KafkaConfig::new("127.0.0.1:9092", ["t"]).option("no.such.property", "1"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no.such.property"), "{err}");
+        let c = KafkaConfig::new("127.0.0.1:9092", ["t"]).option("session.timeout.ms", "soon");
         let err = c
             .consumer_config("g")
             .create::<rdkafka::consumer::BaseConsumer>();

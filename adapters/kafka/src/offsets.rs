@@ -111,14 +111,17 @@ impl PartitionState {
     }
 }
 
+/// Partition states by topic, indexed by partition number (`None`: not assigned).
+type PartitionsByTopic = HashMap<Arc<str>, Vec<Option<Arc<PartitionState>>>>;
+
 /// The partitions assigned to one consumer, by topic and partition number.
 #[derive(Debug, Default)]
 pub(crate) struct Assignment {
-    partitions: Mutex<HashMap<Arc<str>, Vec<Option<Arc<PartitionState>>>>>,
+    partitions: Mutex<PartitionsByTopic>,
 }
 
 impl Assignment {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Option<Arc<PartitionState>>>>> {
+    fn lock(&self) -> MutexGuard<'_, PartitionsByTopic> {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 

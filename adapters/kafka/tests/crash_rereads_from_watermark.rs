@@ -1,0 +1,159 @@
+//! A member that goes away without `close` while one offset of each partition is still
+//! unsettled loses nothing: every later offset was acked, yet the group's committed
+//! offset stops exactly at the unsettled one (never past it), and the next member of the
+//! group starts each partition exactly there, reading the acked records after the gap
+//! again (at-least-once).
+//!
+//! Runs on librdkafka's in-process mock cluster: no broker needed.
+
+#![allow(clippy::unwrap_used)]
+
+mod mock;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use wharf::{Acker as _, Outcome};
+use wharf_kafka::{KafkaAcker, KafkaClient, KafkaSubscriber};
+
+const MESSAGES: usize = 60;
+
+/// Reads deliveries until `count` arrived; returns them by partition, in arrival order,
+/// as `(offset, acker)`.
+async fn read(
+    subscriber: &mut KafkaSubscriber,
+    count: usize,
+) -> BTreeMap<i32, Vec<(i64, KafkaAcker)>> {
+    let mut by_partition: BTreeMap<i32, Vec<(i64, KafkaAcker)>> = BTreeMap::new();
+    for _ in 0..count {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), subscriber.next())
+            .await
+            .expect("a delivery within 20 s")
+            .expect("the subscriber is open")
+            .expect("no consumer error");
+        let (message, acker) = delivery.into_parts();
+        let origin = message.origin();
+        let partition = i32::try_from(origin.partition().unwrap()).unwrap();
+        let offset = i64::try_from(origin.offset().unwrap()).unwrap();
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, acker));
+    }
+    by_partition
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_rereads_from_the_unsettled_offset() {
+    let topic = mock::unique("crash");
+    let group = mock::unique("crash-group");
+    let cluster = mock::cluster(1, &topic);
+    let bootstrap = cluster.bootstrap_servers();
+    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+
+    let messages = (0..MESSAGES)
+        .map(|i| mock::keyed(&format!("m{i}"), &format!("key-{i}")))
+        .collect();
+    mock::publish_all(&kafka.publisher(), &topic, messages).await;
+    let ends = mock::end_offsets(&bootstrap, &topic).await;
+    for (p, end) in &ends {
+        assert!(
+            *end >= 3,
+            "partition {p} has {end} records; the test needs 3 or more in each"
+        );
+    }
+
+    // First member: reads everything, acks every offset except the middle one of each
+    // partition, whose acker it keeps.
+    let mut first = kafka.subscriber().await.unwrap();
+    let deliveries = read(&mut first, MESSAGES).await;
+    assert_eq!(
+        deliveries.keys().copied().collect::<Vec<_>>(),
+        ends.keys().copied().collect::<Vec<_>>(),
+        "every partition was read"
+    );
+    let mut held = BTreeMap::new();
+    let mut kept = Vec::new();
+    for (partition, list) in deliveries {
+        let offsets: Vec<i64> = list.iter().map(|(o, _)| *o).collect();
+        let expected: Vec<i64> = (0..ends[&partition]).collect();
+        assert_eq!(
+            offsets, expected,
+            "partition {partition} is handed out once, in offset order"
+        );
+        let middle = ends[&partition] / 2;
+        held.insert(partition, middle);
+        for (offset, acker) in list {
+            if offset == middle {
+                kept.push(acker);
+            } else {
+                acker.settle(Outcome::Ack).await.unwrap();
+            }
+        }
+    }
+
+    // The committed offset reaches the unsettled offset and never goes past it, though
+    // everything after it was acked.
+    mock::eventually("the watermark committed", || {
+        let (bootstrap, group, topic, held) = (&bootstrap, &group, &topic, &held);
+        async move {
+            let committed = mock::committed(bootstrap, group, topic).await;
+            for (p, offset) in &committed {
+                if let Some(offset) = offset {
+                    assert!(
+                        *offset <= held[p],
+                        "partition {p}: committed {offset}, past the unsettled offset {}",
+                        held[p]
+                    );
+                }
+            }
+            committed.iter().all(|(p, o)| *o == Some(held[p]))
+        }
+    })
+    .await;
+
+    // Crash: the member and its unsettled ackers go away without `close`.
+    drop(kept);
+    drop(first);
+
+    // The next member starts each partition at the unsettled offset and reads the acked
+    // records after it again.
+    let mut second = kafka.subscriber().await.unwrap();
+    let again: usize = ends.iter().map(|(p, end)| (end - held[p]) as usize).sum();
+    let deliveries = read(&mut second, again).await;
+    for (partition, list) in &deliveries {
+        let offsets: Vec<i64> = list.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            offsets.first(),
+            Some(&held[partition]),
+            "partition {partition}: the first record read again is the unsettled one"
+        );
+        let expected: Vec<i64> = (held[partition]..ends[partition]).collect();
+        assert_eq!(
+            offsets, expected,
+            "partition {partition}: everything from the unsettled offset on, once, in order"
+        );
+    }
+    assert_eq!(
+        deliveries.len(),
+        ends.len(),
+        "every partition was read again"
+    );
+
+    // Settling everything commits the ends.
+    for (_, list) in deliveries {
+        for (_, acker) in list {
+            acker.settle(Outcome::Ack).await.unwrap();
+        }
+    }
+    wharf::Subscriber::close(second).await.unwrap();
+    let committed = mock::committed(&bootstrap, &group, &topic).await;
+    for (p, end) in &ends {
+        assert_eq!(
+            committed[p],
+            Some(*end),
+            "partition {p}: committed to its end"
+        );
+    }
+}

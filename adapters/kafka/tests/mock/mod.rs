@@ -1,0 +1,141 @@
+//! Shared by the MockCluster tests: librdkafka's in-process mock cluster, client
+//! settings for it, and a look at a group's committed offsets.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use wharf::{Message, Publisher as _};
+use wharf_kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use wharf_kafka::rdkafka::mocking::MockCluster;
+use wharf_kafka::rdkafka::producer::DefaultProducerContext;
+use wharf_kafka::rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use wharf_kafka::rdkafka::ClientConfig;
+use wharf_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
+
+/// Partitions of every test topic.
+pub const PARTITIONS: i32 = 3;
+
+pub type Cluster = MockCluster<'static, DefaultProducerContext>;
+
+/// A mock cluster of `brokers` brokers with `topic` (three partitions, one replica).
+///
+/// The cluster must outlive every client that uses it, so it is leaked (one test per
+/// binary; the process ends after it). Otherwise a failing assertion unwinds the test
+/// and destroys the cluster while a dropped subscriber is still closing in the
+/// background: that close then waits forever for the destroyed mock broker, the
+/// runtime's shutdown waits for the close, and the test hangs instead of failing.
+pub fn cluster(brokers: i32, topic: &str) -> &'static Cluster {
+    let cluster = MockCluster::new(brokers).unwrap();
+    cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    Box::leak(Box::new(cluster))
+}
+
+/// The client settings for `cluster`: group `group` on `topic`, short timeouts.
+pub fn config(cluster: &Cluster, topic: &str, group: &str) -> KafkaConfig {
+    KafkaConfig::new(cluster.bootstrap_servers(), [topic])
+        .group(group)
+        .session_timeout(Duration::from_secs(6))
+        .commit_interval(Duration::from_millis(100))
+}
+
+/// A topic or group name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A message with id `id`, key `key`, and the id as payload.
+pub fn keyed(id: &str, key: &str) -> Message {
+    Message::with_id(id, id.to_owned()).with_key(key.to_owned())
+}
+
+/// Publishes `messages` one after another (each confirmed before the next, so the
+/// records of one key are stored in order).
+pub async fn publish_all(publisher: &KafkaPublisher, topic: &str, messages: Vec<Message>) {
+    for m in messages {
+        publisher.publish(topic, m).await.unwrap();
+    }
+}
+
+/// Waits (up to 20 s) until `subscriber` holds at least `partitions` partitions.
+pub async fn wait_assigned(subscriber: &KafkaSubscriber, partitions: usize) {
+    eventually("partitions assigned", || {
+        let n = subscriber.assigned().len();
+        async move { n >= partitions }
+    })
+    .await;
+}
+
+/// Polls `check` every 50 ms until it holds; panics after 20 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain consumer that never joins the group: only reads offsets and watermarks.
+fn inspector(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// The offsets `group` has committed on `topic`, by partition (`None`: nothing
+/// committed).
+pub async fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = inspector(&bootstrap, &group);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&topic, p);
+        }
+        let tpl = consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .unwrap();
+        tpl.elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (e.partition(), offset)
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// The end (high watermark) of every partition of `topic`.
+pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = inspector(&bootstrap, "wharf-mock-inspector");
+        (0..PARTITIONS)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                    .unwrap();
+                (p, high)
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
