@@ -70,14 +70,12 @@ async fn backlog(topic: &str, messages: usize, size: usize, keys: usize) -> Kafk
         let delivery = loop {
             match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
                 Ok(delivery) => break delivery,
-                Err((e, _))
-                    if matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull
-                        )
-                    ) =>
-                {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
                     for d in pending.drain(..) {
                         wait_delivered(d).await;
                     }

@@ -175,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run(done)
         .await?;
 
-    let seen = handler.seen.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = std::mem::take(&mut *handler.seen.lock().unwrap_or_else(|e| e.into_inner()));
     let peaks: Vec<usize> = handler
         .peak
         .iter()
