@@ -6,7 +6,8 @@
 //! JetStream on 127.0.0.1:4222; `rabbitmq` on 127.0.0.1:5672; `kafka`: tansu or Kafka on
 //! 127.0.0.1:9092) (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
 //! `--broker kafka --scenario key-parallel` compares wharf's key lanes with
-//! partition-serial processing for a handler that awaits 1 ms.
+//! partition-serial processing for a handler that awaits 1 ms; `--scenario backlog-rss`
+//! (memory, nats) reports the peak resident set while draining the backlog.
 
 mod drain;
 mod kafka;
@@ -14,6 +15,7 @@ mod memory;
 mod nats;
 mod rabbitmq;
 mod report;
+mod rss;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,7 +53,7 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats|rabbitmq|kafka [--scenario throughput|key-parallel] [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+    "usage: wharf-bench --broker memory|nats|rabbitmq|kafka [--scenario throughput|key-parallel|backlog-rss] [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
 }
 
 fn parse() -> Result<(String, String, Settings), String> {
@@ -103,6 +105,14 @@ async fn main() -> ExitCode {
         (_, "throughput") => {}
         ("kafka", "key-parallel") => {
             kafka::key_parallel(&settings).await;
+            return ExitCode::SUCCESS;
+        }
+        ("memory", "backlog-rss") => {
+            rss::memory(&settings).await;
+            return ExitCode::SUCCESS;
+        }
+        ("nats" | "jetstream", "backlog-rss") => {
+            rss::nats(&settings).await;
             return ExitCode::SUCCESS;
         }
         (_, other) => {

@@ -13,7 +13,7 @@ async fn handler(_m: Message) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn backlog(settings: &Settings, topic: &str) -> MemoryBroker {
+pub(crate) fn backlog(settings: &Settings, topic: &str) -> MemoryBroker {
     let broker = MemoryBroker::builder()
         .record_history(false)
         .prefetch(settings.in_flight.min(1024))

@@ -120,3 +120,40 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
 pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
     crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
 }
+
+/// A fresh stream with the backlog stored and a wharf subscriber on it, for the memory
+/// scenario; the returned future deletes the stream.
+pub(crate) async fn prepared(
+    settings: &Settings,
+    tag: &str,
+) -> (
+    wharf_nats::JetStreamSubscriber,
+    Arc<dyn wharf::Publisher>,
+    impl std::future::Future<Output = ()>,
+) {
+    let client = async_nats::connect(URL)
+        .await
+        .unwrap_or_else(|e| fail("connecting", e));
+    let js = jetstream::new(client.clone());
+    let tag = format!("{}{tag}", std::process::id());
+    let (stream, subject) = (format!("BENCH{tag}"), format!("bench.{tag}"));
+    backlog(&js, &stream, &subject, settings).await;
+    let url = format!(
+        "nats+jetstream://{URL}/{stream}?subject={subject}&durable=bench&max_ack_pending={}",
+        settings.in_flight
+    );
+    let config: NatsConfig = url.parse().unwrap_or_else(|e| fail("the config", e));
+    let nats = NatsClient::connect(config)
+        .await
+        .unwrap_or_else(|e| fail("connecting", e));
+    let subscriber = nats
+        .jetstream_subscriber()
+        .await
+        .unwrap_or_else(|e| fail("subscribing", e));
+    let publisher: Arc<dyn wharf::Publisher> = Arc::new(nats.publisher());
+    let cleanup = async move {
+        let _ = nats.flush().await;
+        let _ = js.delete_stream(&stream).await;
+    };
+    (subscriber, publisher, cleanup)
+}
