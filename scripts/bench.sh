@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every benchmark of BENCHMARKS.md in one go, on this machine, and prints the
+# results: throughput against each broker's plain client (memory, RabbitMQ, NATS
+# JetStream, Kafka on tansu), the Kafka key-parallel scenario, and peak RSS while
+# draining a 1,000,000-message backlog. Starts the brokers like scripts/test.sh.
+#
+#   scripts/bench.sh               everything (about 15 minutes on 2 cores)
+#   ROUNDS=3 scripts/bench.sh      fewer rounds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/brokers.sh
+ensure_kafka_build_deps
+for b in nats rabbitmq kafka; do "ensure_$b"; done
+
+ROUNDS=${ROUNDS:-5}
+cargo build -q --release -p wharf-bench
+bench=target/release/wharf-bench
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
+$bench --broker memory   --messages 200000 --rounds "$ROUNDS"
+$bench --broker nats     --messages 100000 --rounds "$ROUNDS"
+$bench --broker rabbitmq --messages 20000  --rounds "$ROUNDS"
+$bench --broker kafka    --messages 50000  --rounds "$ROUNDS"
+$bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
+$bench --broker memory   --scenario backlog-rss --messages 1000000
+$bench --broker nats     --scenario backlog-rss --messages 1000000
