@@ -120,6 +120,18 @@ async fn outage_mid_stream(
         async move { n == MESSAGES }
     })
     .await;
+    // The interval commits reach the end once the group is stable again (a commit
+    // during the rejoin is refused with UNKNOWN_MEMBER_ID and done on the next tick).
+    let ends = mock::end_offsets(&bootstrap, topic).await;
+    mock::eventually("committed to the end after the outage", || {
+        let (bootstrap, ends) = (bootstrap.clone(), ends.clone());
+        async move {
+            let committed = mock::committed(&bootstrap, group, topic).await;
+            ends.iter()
+                .all(|(p, end)| committed.get(p).copied().flatten() == Some(*end))
+        }
+    })
+    .await;
     stop.send(()).unwrap();
     let summary = consumer.await.unwrap().unwrap();
     assert!(summary.received >= MESSAGES as u64, "{summary:?}");
