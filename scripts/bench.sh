@@ -24,3 +24,5 @@ $bench --broker kafka    --messages 50000  --rounds "$ROUNDS"
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
 $bench --broker memory   --scenario backlog-rss --messages 1000000
 $bench --broker nats     --scenario backlog-rss --messages 1000000
+# Per-layer micro-benchmarks (criterion; their own report under target/criterion).
+cargo bench -q -p wharf-bench --bench layers -- --noplot 2>&1 | grep -E "^(per message|in-memory)|time:|thrpt:"
