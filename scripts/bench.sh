@@ -4,13 +4,14 @@
 # JetStream, Kafka on tansu), the Kafka key-parallel scenario, and peak RSS while
 # draining a 1,000,000-message backlog. Starts the brokers like scripts/test.sh.
 #
-#   scripts/bench.sh               everything (about 15 minutes on 2 cores)
+#   scripts/bench.sh               everything (about 20 minutes on 2 cores)
 #   ROUNDS=3 scripts/bench.sh      fewer rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/brokers.sh
 ensure_kafka_build_deps
-for b in nats rabbitmq kafka; do "ensure_$b"; done
+for b in nats rabbitmq; do "ensure_$b"; done
+restart_tansu
 
 ROUNDS=${ROUNDS:-5}
 cargo build -q --release -p wharf-bench
@@ -20,7 +21,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 $bench --broker memory   --messages 200000 --rounds "$ROUNDS"
 $bench --broker nats     --messages 100000 --rounds "$ROUNDS"
 $bench --broker rabbitmq --messages 20000  --rounds "$ROUNDS"
-$bench --broker kafka    --messages 50000  --rounds "$ROUNDS"
+$bench --broker kafka    --messages 50000  --rounds 3
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
 $bench --broker memory   --scenario backlog-rss --messages 1000000
 $bench --broker nats     --scenario backlog-rss --messages 1000000

@@ -87,3 +87,15 @@ ensure_kafka() {
     || { echo "error: could not start tansu" >&2; return 1; }
   wait_for_port 9092 tansu 60 || { tail -20 "$dir/tansu.log" >&2; return 1; }
 }
+
+# Restarts tansu with empty memory storage (benchmarks: a tansu holding every test
+# topic is slower and busier than a fresh one). Only touches a tansu this script runs.
+restart_tansu() {
+  if pkill -f "tansu broker --storage-engine memory://" 2>/dev/null; then
+    for _ in $(seq 30); do
+      (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || break
+      sleep 1
+    done
+  fi
+  ensure_kafka
+}

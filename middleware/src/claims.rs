@@ -26,6 +26,7 @@
 //! The table is a few `Mutex<HashMap>` shards plus, per shard, a queue of completed keys
 //! in completion order (for expiry and eviction). All operations are amortised O(1).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -58,6 +59,13 @@ enum Slot {
 }
 
 impl Slot {
+    fn with_token(self, token: u64) -> Slot {
+        match self {
+            Slot::InFlight { until, .. } => Slot::InFlight { token, until },
+            Slot::Completed { until, .. } => Slot::Completed { token, until },
+        }
+    }
+
     fn until(&self) -> Instant {
         match *self {
             Slot::InFlight { until, .. } | Slot::Completed { until, .. } => until,
@@ -106,9 +114,10 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 struct Shard<K> {
     slots: HashMap<K, Slot, RandomState>,
-    /// Completed keys, oldest first, with the token of the claim that completed them.
-    /// Entries whose slot changed since (re-claimed, evicted) are stale and skipped.
-    order: VecDeque<(K, u64)>,
+    /// Completed keys, oldest first, with the token of the claim that completed them and
+    /// the end of their retention (so expiry is checked without a map lookup). Entries
+    /// whose slot changed since (re-claimed, evicted) are stale and skipped.
+    order: VecDeque<(K, u64, Instant)>,
     /// Completed slots in `slots` (the ones the capacity bounds).
     completed: usize,
     /// Slot count at which the next full sweep (for abandoned in-flight claims) runs.
@@ -165,8 +174,14 @@ impl<K: Hash + Eq + Clone> ClaimTable<K> {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
         shard.maintain(now);
-        let token = match shard.slots.get_mut(key) {
-            Some(slot) => {
+        let claimed = Slot::InFlight {
+            token: 0,
+            until: deadline(now, lease),
+        };
+        // One lookup: the common case (a new key) inserts through the entry.
+        let token = match shard.slots.entry(key.clone()) {
+            Entry::Occupied(mut occupied) => {
+                let slot = occupied.get_mut();
                 match *slot {
                     Slot::Completed { until, .. } if until > now => return TableClaim::Completed,
                     Slot::InFlight { until, .. } if until > now => return TableClaim::InFlight,
@@ -176,21 +191,12 @@ impl<K: Hash + Eq + Clone> ClaimTable<K> {
                     Slot::InFlight { .. } => {}
                 }
                 let token = self.token();
-                *slot = Slot::InFlight {
-                    token,
-                    until: deadline(now, lease),
-                };
+                *slot = claimed.with_token(token);
                 token
             }
-            None => {
+            Entry::Vacant(vacant) => {
                 let token = self.token();
-                shard.slots.insert(
-                    key.clone(),
-                    Slot::InFlight {
-                        token,
-                        until: deadline(now, lease),
-                    },
-                );
+                vacant.insert(claimed.with_token(token));
                 token
             }
         };
@@ -205,25 +211,32 @@ impl<K: Hash + Eq + Clone> ClaimTable<K> {
     pub(crate) fn complete(&self, key: &K, token: u64, retain: Duration, now: Instant) {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
-        match shard.slots.get(key).copied() {
-            Some(Slot::InFlight { token: t, .. }) if t == token => {}
-            Some(Slot::InFlight { until, .. }) if until > now => return,
-            Some(Slot::Completed { until, .. }) if until > now => return,
-            Some(Slot::Completed { .. }) => shard.completed -= 1,
-            Some(Slot::InFlight { .. }) | None => {}
+        let remember = !(retain.is_zero() || self.shard_capacity == 0);
+        let until = deadline(now, retain);
+        let completed = Slot::Completed { token, until };
+        match shard.slots.get_mut(key) {
+            Some(slot) => {
+                match *slot {
+                    Slot::InFlight { token: t, .. } if t == token => {}
+                    Slot::InFlight { until, .. } if until > now => return,
+                    Slot::Completed { until, .. } if until > now => return,
+                    Slot::Completed { .. } => shard.completed -= 1,
+                    Slot::InFlight { .. } => {}
+                }
+                if remember {
+                    // The common case: this holder's claim becomes a completion in place.
+                    *slot = completed;
+                } else {
+                    shard.slots.remove(key);
+                    return;
+                }
+            }
+            None if remember => {
+                shard.slots.insert(key.clone(), completed);
+            }
+            None => return,
         }
-        if retain.is_zero() || self.shard_capacity == 0 {
-            shard.slots.remove(key);
-            return;
-        }
-        shard.slots.insert(
-            key.clone(),
-            Slot::Completed {
-                token,
-                until: deadline(now, retain),
-            },
-        );
-        shard.order.push_back((key.clone(), token));
+        shard.order.push_back((key.clone(), token, until));
         shard.completed += 1;
         while shard.completed > self.shard_capacity {
             shard.evict_oldest();
@@ -260,20 +273,16 @@ impl<K: Hash + Eq + Clone> Shard<K> {
     /// Drops expired completions from the front of the queue and, when the map has
     /// doubled since the last time, sweeps abandoned claims out of it.
     fn maintain(&mut self, now: Instant) {
-        while let Some((key, token)) = self.order.front() {
-            match self.slots.get(key) {
-                Some(Slot::Completed { token: t, until }) if t == token => {
-                    if *until > now {
-                        break;
-                    }
-                    if let Some((key, _)) = self.order.pop_front() {
-                        self.slots.remove(&key);
-                        self.completed -= 1;
-                    }
-                }
-                // Stale: re-claimed or removed since.
-                _ => {
-                    self.order.pop_front();
+        while let Some(&(_, _, until)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            if let Some((key, token, _)) = self.order.pop_front() {
+                // Only if the completion is still this entry's (not re-claimed since).
+                if matches!(self.slots.get(&key), Some(Slot::Completed { token: t, .. }) if *t == token)
+                {
+                    self.slots.remove(&key);
+                    self.completed -= 1;
                 }
             }
         }
@@ -297,20 +306,24 @@ impl<K: Hash + Eq + Clone> Shard<K> {
         self.completed -= expired_completed;
         let slots = &self.slots;
         self.order.retain(
-            |(key, token)| matches!(slots.get(key), Some(Slot::Completed { token: t, .. }) if t == token),
+            |(key, token, _)| matches!(slots.get(key), Some(Slot::Completed { token: t, .. }) if t == token),
         );
         self.sweep_at = (self.slots.len() * 2).max(MIN_SWEEP);
     }
 
     /// Forgets the oldest remembered completion (the capacity is reached).
     fn evict_oldest(&mut self) {
-        while let Some((key, token)) = self.order.pop_front() {
-            if let Some(Slot::Completed { token: t, .. }) = self.slots.get(&key) {
-                if *t == token {
-                    self.slots.remove(&key);
+        while let Some((key, token, _)) = self.order.pop_front() {
+            match self.slots.remove(&key) {
+                Some(Slot::Completed { token: t, .. }) if t == token => {
                     self.completed -= 1;
                     return;
                 }
+                // Stale entry: the slot belongs to a later claim; put it back.
+                Some(other) => {
+                    self.slots.insert(key, other);
+                }
+                None => {}
             }
         }
     }
