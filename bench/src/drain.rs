@@ -37,14 +37,42 @@ pub(crate) async fn with_wharf<S: Subscriber>(
     subscriber: S,
     publisher: Arc<dyn Publisher>,
 ) -> std::time::Duration {
+    run(variant, settings, subscriber, publisher).await.0
+}
+
+/// Like [`with_wharf`], but timed from the first handler call to the last message
+/// handled: for brokers where joining (a Kafka group) takes longer than the drain.
+pub(crate) async fn with_wharf_from_first<S: Subscriber>(
+    variant: Variant,
+    settings: &Settings,
+    subscriber: S,
+    publisher: Arc<dyn Publisher>,
+) -> std::time::Duration {
+    run(variant, settings, subscriber, publisher).await.1
+}
+
+/// Runs the drain; returns the time from the start of the run until the consumer shut
+/// down, and the time from the first handler call to the last message handled.
+async fn run<S: Subscriber>(
+    variant: Variant,
+    settings: &Settings,
+    subscriber: S,
+    publisher: Arc<dyn Publisher>,
+) -> (std::time::Duration, std::time::Duration) {
     let handled = Arc::new(AtomicUsize::new(0));
+    let first: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let last: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let all_done = Arc::new(Notify::new());
     let handler = {
         let (handled, all_done, n) = (handled.clone(), all_done.clone(), settings.messages);
+        let (first, last) = (first.clone(), last.clone());
         move |_m: Message| {
             let (handled, all_done) = (handled.clone(), all_done.clone());
+            let (first, last) = (first.clone(), last.clone());
             async move {
+                first.get_or_init(Instant::now);
                 if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                    let _ = last.set(Instant::now());
                     all_done.notify_one();
                 }
                 Ok::<(), HandlerError>(())
@@ -71,58 +99,9 @@ pub(crate) async fn with_wharf<S: Subscriber>(
     if let Err(e) = summary {
         panic!("the consumer failed: {e}");
     }
-    start.elapsed()
-}
-
-/// Like [`with_wharf`], but timed from the first handler call to the last message
-/// handled: for brokers where joining (a Kafka group) takes longer than the drain.
-pub(crate) async fn with_wharf_from_first<S: Subscriber>(
-    variant: Variant,
-    settings: &Settings,
-    subscriber: S,
-    publisher: Arc<dyn Publisher>,
-) -> std::time::Duration {
-    let handled = Arc::new(AtomicUsize::new(0));
-    let first: Arc<std::sync::OnceLock<Instant>> = Arc::default();
-    let last: Arc<std::sync::OnceLock<Instant>> = Arc::default();
-    let all_done = Arc::new(Notify::new());
-    let handler = {
-        let (handled, all_done, n) = (handled.clone(), all_done.clone(), settings.messages);
-        let (first, last) = (first.clone(), last.clone());
-        move |_m: Message| {
-            let (handled, all_done) = (handled.clone(), all_done.clone());
-            let (first, last) = (first.clone(), last.clone());
-            async move {
-                first.get_or_init(Instant::now);
-                if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                    let _ = last.set(Instant::now());
-                    all_done.notify_one();
-                }
-                Ok::<(), HandlerError>(())
-            }
-        }
-    };
-    let done = async move { all_done.notified().await };
-    let summary = match variant {
-        Variant::Recommended => {
-            let stack = RecommendedLayer::new("bench", publisher).service(handler.into_service());
-            Consumer::new("bench", subscriber, stack)
-                .max_in_flight(settings.in_flight)
-                .run(done)
-                .await
-        }
-        _ => {
-            Consumer::new("bench", subscriber, handler.into_service())
-                .max_in_flight(settings.in_flight)
-                .run(done)
-                .await
-        }
-    };
-    if let Err(e) = summary {
-        panic!("the consumer failed: {e}");
-    }
+    let since_start = start.elapsed();
     match (first.get(), last.get()) {
-        (Some(first), Some(last)) => *last - *first,
+        (Some(first), Some(last)) => (since_start, *last - *first),
         _ => panic!("the consumer stopped before handling every message"),
     }
 }

@@ -43,6 +43,7 @@
 //! ```
 
 pub mod adapter;
+pub mod broker_url;
 pub mod codec;
 pub mod consumer;
 pub mod dead_letter;

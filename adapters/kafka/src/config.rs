@@ -44,7 +44,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use url::Url;
+use wharf::broker_url::{self, decode};
 use wharf::Error;
 
 pub use wharf::secret::Secret;
@@ -664,40 +664,14 @@ pub(crate) fn validate_topic(field: &str, topic: &str) -> Result<(), Error> {
 
 fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
     // Never echo `input` in an error: it may hold a password.
-    let (scheme, rest) = input
-        .split_once("://")
-        .ok_or_else(|| Error::config("url", "expected `kafka://...` or `kafka+ssl://...`"))?;
-    let tls = match scheme {
-        "kafka" => false,
-        "kafka+ssl" => true,
-        other => {
-            return Err(Error::config(
-                "url",
-                format!("unsupported scheme `{other}` (kafka or kafka+ssl)"),
-            ))
-        }
-    };
-    // Split off credentials before `url` sees the host list (which may hold commas).
-    let (authority, path_query) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    if hosts.is_empty() {
-        return Err(Error::config("url", "no broker host"));
-    }
-    let url = Url::parse(&format!("kafka://placeholder{path_query}"))
-        .map_err(|e| Error::config("url", format!("malformed path or query: {e}")))?;
-    let path = decode(url.path().trim_start_matches('/'), "topics")?;
-    let topics: Vec<String> = if path.is_empty() {
+    let url = broker_url::parse(input, &["kafka", "kafka+ssl"])?;
+    let topics: Vec<String> = if url.path.is_empty() {
         Vec::new()
     } else {
-        path.split(',').map(|t| t.trim().to_owned()).collect()
+        url.path.split(',').map(|t| t.trim().to_owned()).collect()
     };
-    let mut config = KafkaConfig::new(hosts, topics).tls(tls);
+    let mut config = KafkaConfig::new(url.hosts.join(","), topics).tls(url.scheme == "kafka+ssl");
+    let userinfo = url.userinfo.as_deref();
 
     let mut sasl_user = None;
     let mut sasl_password = None;
@@ -710,9 +684,8 @@ fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
     }
     let mut mechanism = SaslMechanism::Plain;
 
-    for (name, value) in url.query_pairs() {
-        let value = value.into_owned();
-        match &*name {
+    for (name, value) in url.query {
+        match name.as_str() {
             "group" => config.group = Some(value),
             "client_id" => config.client_id = value,
             "offset_reset" => {
@@ -786,13 +759,6 @@ fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
     }
     config.validate()?;
     Ok(config)
-}
-
-fn decode(s: &str, field: &str) -> Result<String, Error> {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| Error::config(field, "could not be decoded"))
 }
 
 fn parse_duration(field: &str, value: &str) -> Result<Duration, Error> {

@@ -49,6 +49,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use url::Url;
+use wharf::broker_url::{self, decode};
 use wharf::Error;
 
 pub use wharf::secret::Secret;
@@ -640,58 +641,29 @@ fn validate_server(server: &str) -> Result<(), Error> {
 
 fn parse_url(input: &str) -> Result<NatsConfig, Error> {
     // Never echo `input` in an error: it may hold a password or a token.
-    let (scheme, rest) = input
-        .split_once("://")
-        .ok_or_else(|| Error::config("url", "expected `nats://...` or `nats+jetstream://...`"))?;
-    let jetstream = match scheme {
-        "nats" => false,
-        "nats+jetstream" => true,
-        other => {
-            return Err(Error::config(
-                "url",
-                format!("unsupported scheme `{other}` (nats or nats+jetstream)"),
-            ))
-        }
-    };
-    // Split off credentials before `url` sees the host list (which may hold commas).
-    let (authority, path_query) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    if hosts.is_empty() {
-        return Err(Error::config("url", "no server host"));
-    }
-    // Parse the path and query with `url`, on a credential-free placeholder authority.
-    let url = Url::parse(&format!("nats://placeholder{path_query}"))
-        .map_err(|e| Error::config("url", format!("malformed path or query: {e}")))?;
-    let path = percent_decode(url.path().trim_start_matches('/'), "url path")?;
+    let url = broker_url::parse(input, &["nats", "nats+jetstream"])?;
+    let jetstream = url.scheme == "nats+jetstream";
+    let path = url.path.clone();
+    let (userinfo, hosts) = (url.userinfo.as_deref(), &url.hosts);
 
     let mut config = if jetstream {
         NatsConfig::jetstream(path.clone(), String::new())
     } else {
         NatsConfig::core(path.clone())
     };
-    config.servers = hosts
-        .split(',')
-        .map(|h| format!("nats://{}", h.trim()))
-        .collect();
+    config.servers = hosts.iter().map(|h| format!("nats://{h}")).collect();
     if let Some(userinfo) = userinfo {
         config.auth = match userinfo.split_once(':') {
             Some((user, password)) => Auth::UserPassword {
-                user: percent_decode(user, "user")?,
-                password: Secret::new(percent_decode(password, "password")?),
+                user: decode(user, "user")?,
+                password: Secret::new(decode(password, "password")?),
             },
-            None => Auth::Token(Secret::new(percent_decode(userinfo, "token")?)),
+            None => Auth::Token(Secret::new(decode(userinfo, "token")?)),
         };
     }
 
-    for (key, value) in url.query_pairs() {
-        let value = value.into_owned();
-        let key = key.as_ref();
+    for (key, value) in url.query.iter().cloned() {
+        let key = key.as_str();
         match (key, &mut config.mode) {
             ("name", _) => config.name = Some(value),
             ("tls", _) => config.tls.required = parse_bool(key, &value)?,
@@ -760,13 +732,6 @@ fn parse_url(input: &str) -> Result<NatsConfig, Error> {
     }
     config.validate()?;
     Ok(config)
-}
-
-fn percent_decode(s: &str, field: &str) -> Result<String, Error> {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| Error::config(field, "could not be decoded"))
 }
 
 fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
