@@ -69,12 +69,21 @@ pub async fn wait_assigned(subscriber: &KafkaSubscriber, partitions: usize) {
 }
 
 /// Polls `check` every 50 ms until it holds; panics after 20 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    eventually_within(Duration::from_secs(20), what, check).await
+}
+
+/// Polls `check` every 50 ms until it holds; panics after `limit`.
+pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
