@@ -21,7 +21,7 @@ where
 {
     let mut samples = Vec::new();
     for round in 0..settings.rounds {
-        for v in Variant::ALL {
+        for &v in &settings.variants {
             samples.push(drain(v, round).await);
         }
     }
@@ -37,7 +37,9 @@ pub(crate) async fn with_wharf<S: Subscriber>(
     subscriber: S,
     publisher: Arc<dyn Publisher>,
 ) -> std::time::Duration {
-    run(variant, settings, subscriber, publisher).await.0
+    run(variant, settings, subscriber, publisher, Arc::default())
+        .await
+        .0
 }
 
 /// Like [`with_wharf`], but timed from the first handler call to the last message
@@ -48,18 +50,34 @@ pub(crate) async fn with_wharf_from_first<S: Subscriber>(
     subscriber: S,
     publisher: Arc<dyn Publisher>,
 ) -> std::time::Duration {
-    run(variant, settings, subscriber, publisher).await.1
+    run(variant, settings, subscriber, publisher, Arc::default())
+        .await
+        .1
 }
 
-/// Runs the drain; returns the time from the start of the run until the consumer shut
+/// Like [`with_wharf_from_first`], counting handled messages in `handled` as they go:
+/// for brokers without a backlog (NATS Core), where the publisher paces itself by it.
+pub(crate) async fn with_wharf_counting<S: Subscriber>(
+    variant: Variant,
+    settings: &Settings,
+    subscriber: S,
+    publisher: Arc<dyn Publisher>,
+    handled: Arc<AtomicUsize>,
+) -> std::time::Duration {
+    run(variant, settings, subscriber, publisher, handled)
+        .await
+        .1
+}
+
+/// Runs the drain, counting handled messages in `handled`; returns the time from the start of the run until the consumer shut
 /// down, and the time from the first handler call to the last message handled.
 async fn run<S: Subscriber>(
     variant: Variant,
     settings: &Settings,
     subscriber: S,
     publisher: Arc<dyn Publisher>,
+    handled: Arc<AtomicUsize>,
 ) -> (std::time::Duration, std::time::Duration) {
-    let handled = Arc::new(AtomicUsize::new(0));
     let first: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let last: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let all_done = Arc::new(Notify::new());

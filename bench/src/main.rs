@@ -3,7 +3,7 @@
 //! the three in every round so drift hits them alike, and prints msgs/s with the ratios.
 //!
 //! Run with `cargo run --release -p wharf-bench -- --broker memory` (or `nats`:
-//! JetStream on 127.0.0.1:4222; `rabbitmq` on 127.0.0.1:5672; `kafka`: tansu or Kafka on
+//! JetStream on 127.0.0.1:4222; `nats-core`: Core NATS there; `rabbitmq` on 127.0.0.1:5672; `kafka`: tansu or Kafka on
 //! 127.0.0.1:9092) (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
 //! `--broker kafka --scenario key-parallel` compares wharf's key lanes with
 //! partition-serial processing for a handler that awaits 1 ms; `--scenario backlog-rss`
@@ -13,6 +13,7 @@ mod drain;
 mod kafka;
 mod memory;
 mod nats;
+mod nats_core;
 mod rabbitmq;
 mod report;
 mod rss;
@@ -27,6 +28,9 @@ pub(crate) struct Settings {
     pub(crate) size: usize,
     pub(crate) rounds: usize,
     pub(crate) in_flight: usize,
+    /// Only these variants run (all three unless `--variant` narrows it: for profiling
+    /// one of them).
+    pub(crate) variants: Vec<Variant>,
 }
 
 /// The three ways of draining a backlog, in the order each round runs them.
@@ -43,6 +47,15 @@ pub(crate) enum Variant {
 impl Variant {
     pub(crate) const ALL: [Variant; 3] = [Variant::Raw, Variant::Bare, Variant::Recommended];
 
+    fn parse(name: &str) -> Option<Variant> {
+        match name {
+            "plain" | "raw" => Some(Variant::Raw),
+            "bare" => Some(Variant::Bare),
+            "recommended" => Some(Variant::Recommended),
+            _ => None,
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Variant::Raw => "plain client",
@@ -53,7 +66,7 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats|rabbitmq|kafka [--scenario throughput|key-parallel|backlog-rss] [--messages N] [--size BYTES] [--rounds N] [--in-flight N]"
+    "usage: wharf-bench --broker memory|nats|nats-core|rabbitmq|kafka [--scenario throughput|key-parallel|backlog-rss] [--messages N] [--size BYTES] [--rounds N] [--in-flight N] [--variant plain|bare|recommended]"
 }
 
 fn parse() -> Result<(String, String, Settings), String> {
@@ -64,7 +77,9 @@ fn parse() -> Result<(String, String, Settings), String> {
         size: 256,
         rounds: 5,
         in_flight: 256,
+        variants: Variant::ALL.to_vec(),
     };
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -84,11 +99,20 @@ fn parse() -> Result<(String, String, Settings), String> {
             "--size" => s.size = number(value()?, "--size")?,
             "--rounds" => s.rounds = number(value()?, "--rounds")?,
             "--in-flight" => s.in_flight = number(value()?, "--in-flight")?,
+            "--variant" => {
+                let v = value()?;
+                only.push(Variant::parse(&v).ok_or_else(|| {
+                    format!("`--variant` must be plain, bare or recommended, got `{v}`")
+                })?);
+            }
             "--help" | "-h" => return Err(usage().to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{}", usage())),
         }
     }
     let broker = broker.ok_or_else(|| format!("`--broker` is required\n{}", usage()))?;
+    if !only.is_empty() {
+        s.variants = only;
+    }
     Ok((broker, scenario, s))
 }
 
@@ -125,10 +149,11 @@ async fn main() -> ExitCode {
     let results = match broker.as_str() {
         "memory" => memory::run(&settings).await,
         "nats" | "jetstream" => nats::run(&settings).await,
+        "nats-core" => nats_core::run(&settings).await,
         "rabbitmq" => rabbitmq::run(&settings).await,
         "kafka" => kafka::run(&settings).await,
         other => {
-            eprintln!("unknown broker `{other}` (built: memory, nats, rabbitmq, kafka)");
+            eprintln!("unknown broker `{other}` (built: memory, nats, nats-core, rabbitmq, kafka)");
             return ExitCode::from(2);
         }
     };

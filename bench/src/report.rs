@@ -25,7 +25,8 @@ pub(crate) fn print(broker: &str, settings: &Settings, samples: &[Sample]) {
         "broker {broker}: {} messages of {} B, {} rounds, in flight {}",
         settings.messages, settings.size, settings.rounds, settings.in_flight
     );
-    let medians: Vec<(Variant, f64)> = Variant::ALL
+    let medians: Vec<(Variant, f64)> = settings
+        .variants
         .iter()
         .map(|v| {
             let rates = samples
@@ -36,14 +37,16 @@ pub(crate) fn print(broker: &str, settings: &Settings, samples: &[Sample]) {
             (*v, median(rates))
         })
         .collect();
-    let raw = medians[0].1;
+    let raw = medians
+        .iter()
+        .find(|(v, _)| *v == Variant::Raw)
+        .map(|(_, m)| *m)
+        .filter(|m| *m > 0.0);
     for (v, m) in &medians {
-        let ratio = if raw > 0.0 { m / raw } else { 0.0 };
-        println!(
-            "  {:<26} {:>12.0} msg/s (median)   ratio to plain client {:.2}",
-            v.label(),
-            m,
-            ratio
+        let ratio = raw.map_or_else(
+            || "(plain client not run)".to_owned(),
+            |raw| format!("ratio to plain client {:.2}", m / raw),
         );
+        println!("  {:<26} {:>12.0} msg/s (median)   {ratio}", v.label(), m);
     }
 }

@@ -21,7 +21,11 @@ pub struct MessageId(Arc<str>);
 impl MessageId {
     /// A fresh random id (UUID v4).
     pub fn random() -> Self {
-        MessageId(uuid::Uuid::new_v4().to_string().into())
+        // Encoded on the stack: one allocation (the `Arc`), no formatting machinery.
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        MessageId(Arc::from(
+            &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
+        ))
     }
 
     /// The id as a string.

@@ -328,6 +328,9 @@ pub struct CoreSubscriber {
     subscription: Option<async_nats::Subscriber>,
     pattern: Arc<str>,
     grouped: bool,
+    /// The subject of the last message, shared by the next one on the same subject (one
+    /// allocation per subject change instead of one per message).
+    last_subject: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for CoreSubscriber {
@@ -379,6 +382,7 @@ impl CoreSubscriber {
             subscription: Some(subscription),
             pattern: subject.into(),
             grouped: queue_group.is_some(),
+            last_subject: None,
         })
     }
 }
@@ -395,7 +399,14 @@ impl Stream for CoreSubscriber {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(msg)) => {
-                let subject: Arc<str> = msg.subject.as_str().into();
+                let subject = match &this.last_subject {
+                    Some(last) if **last == *msg.subject.as_str() => last.clone(),
+                    _ => {
+                        let subject: Arc<str> = msg.subject.as_str().into();
+                        this.last_subject = Some(subject.clone());
+                        subject
+                    }
+                };
                 let message = from_nats(
                     msg.payload,
                     msg.headers.as_ref(),

@@ -24,7 +24,7 @@ use super::table::{ClaimTable, TableClaim};
 ///
 /// Why a hand-written table rather than `moka`: moka may evict (or refuse to admit) an
 /// in-flight claim when full, and expires entries by its own clock, which tests cannot
-/// move; the reasoning is spelled out in the source (`dedup/table.rs`).
+/// move; the reasoning is spelled out in the source (`claims.rs`).
 ///
 /// # Clone
 ///
@@ -48,7 +48,7 @@ use super::table::{ClaimTable, TableClaim};
 /// ```
 #[derive(Clone)]
 pub struct MemoryDedupStore {
-    table: Arc<ClaimTable<DedupKey>>,
+    table: Arc<ClaimTable>,
 }
 
 impl MemoryDedupStore {

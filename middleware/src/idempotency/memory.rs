@@ -46,7 +46,7 @@ use super::table::{ClaimTable, TableClaim};
 /// ```
 #[derive(Clone)]
 pub struct MemoryIdempotencyStore {
-    table: Arc<ClaimTable<IdempotencyKey>>,
+    table: Arc<ClaimTable>,
 }
 
 impl MemoryIdempotencyStore {
