@@ -89,7 +89,7 @@ impl Default for MemoryDedupStore {
 
 impl DedupStore for MemoryDedupStore {
     fn claim(&self, key: &DedupKey, lease: Duration) -> Claim {
-        match self.table.claim(key, lease, Instant::now()) {
+        match self.table.claim(key.fingerprint(), lease, Instant::now()) {
             TableClaim::Claimed(token) => Claim::Claimed(ClaimToken::new(token)),
             TableClaim::InFlight => Claim::InFlight,
             TableClaim::Completed => Claim::Completed,
@@ -98,11 +98,11 @@ impl DedupStore for MemoryDedupStore {
 
     fn complete(&self, key: &DedupKey, token: ClaimToken, window: Duration) {
         self.table
-            .complete(key, token.get(), window, Instant::now())
+            .complete(key.fingerprint(), token.get(), window, Instant::now())
     }
 
     fn release(&self, key: &DedupKey, token: ClaimToken) {
-        self.table.release(key, token.get())
+        self.table.release(key.fingerprint(), token.get())
     }
 }
 

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,7 @@ impl<T: DedupStore + ?Sized> DedupStore for Arc<T> {
     }
 }
 
+use crate::claims::Fingerprint;
 pub use crate::claims::{Claim, ClaimToken};
 
 /// What the deduplication layer keys on: the consumer's name plus the message id (or the
@@ -106,19 +108,44 @@ pub use crate::claims::{Claim, ClaimToken};
 /// # Clone
 ///
 /// Cloning is two reference-count increments.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct DedupKey {
     consumer: Arc<str>,
     id: MessageId,
+    /// The in-memory store's fingerprint of the key, computed once (a few nanoseconds),
+    /// so a message is hashed once for its claim and its completion or release.
+    fingerprint: Fingerprint,
+}
+
+impl PartialEq for DedupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.consumer == other.consumer && self.id == other.id
+    }
+}
+
+impl Eq for DedupKey {}
+
+impl Hash for DedupKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.consumer.hash(state);
+        self.id.hash(state);
+    }
 }
 
 impl DedupKey {
     /// The key of message id (or extracted key) `id` for consumer `consumer`.
     pub fn new(consumer: impl Into<Arc<str>>, id: impl Into<MessageId>) -> Self {
+        let (consumer, id) = (consumer.into(), id.into());
         DedupKey {
-            consumer: consumer.into(),
-            id: id.into(),
+            fingerprint: crate::claims::fingerprint(&(&*consumer, id.as_str())),
+            consumer,
+            id,
         }
+    }
+
+    /// The key's fingerprint in the in-memory claim table.
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
     }
 
     /// The consumer's name.

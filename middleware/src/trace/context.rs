@@ -323,12 +323,25 @@ fn hex_u8(digits: &[u8]) -> Option<u8> {
 }
 
 /// Writes `value`'s low `out.len()` nibbles as lowercase hex, most significant first.
-fn write_hex(out: &mut [u8], mut value: u64) {
-    for byte in out.iter_mut().rev() {
-        *byte = HEX_DIGITS[(value & 0x0f) as usize];
-        value >>= 4;
+fn write_hex(out: &mut [u8], value: u64) {
+    // Two digits per step from a 256-entry table: this runs for every message.
+    let bytes = value.to_be_bytes();
+    let bytes = &bytes[bytes.len() - out.len() / 2..];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
+
+/// `HEX_PAIRS[b]` is `b` as two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [HEX_DIGITS[b >> 4], HEX_DIGITS[b & 0x0f]];
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
