@@ -69,27 +69,23 @@ impl Future for RetryTimer {
 }
 
 pin_project! {
-    /// The stack working on one message; a panic is caught here.
+    /// The stack working on one message (in the runner's job slot of its entry); a panic
+    /// is caught here.
     pub(crate) struct Handling<F> {
-        slot: usize,
         #[pin]
         fut: CatchUnwind<AssertUnwindSafe<F>>,
     }
 }
 
-/// What a finished handling future reports: the slab slot and the stack's result.
-pub(crate) type Handled = (
-    usize,
-    Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>,
-);
+/// What a finished handling future reports: the stack's result, or its panic.
+pub(crate) type Handled = Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>;
 
 impl<F> Handling<F>
 where
     F: Future<Output = Result<Outcome, BoxError>>,
 {
-    pub(crate) fn new(slot: usize, fut: F) -> Self {
+    pub(crate) fn new(fut: F) -> Self {
         Handling {
-            slot,
             fut: AssertUnwindSafe(fut).catch_unwind(),
         }
     }
@@ -102,8 +98,7 @@ where
     type Output = Handled;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Handled> {
-        let this = self.project();
-        this.fut.poll(cx).map(|r| (*this.slot, r))
+        self.project().fut.poll(cx)
     }
 }
 

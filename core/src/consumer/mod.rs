@@ -60,6 +60,7 @@
 //! ```
 
 mod job;
+mod jobs;
 mod lanes;
 mod runner;
 

@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use tower::Service;
 
 use super::job::{final_outcome, Entry, Finished, Handling, RetryTimer, Settle, Settling};
+use super::jobs::Jobs;
 use super::lanes::{Lanes, Ordering};
 use super::Summary;
 use crate::adapter::{Acker, Delivery, Subscriber};
@@ -58,8 +59,8 @@ where
     service: Svc,
     /// Deliveries handed to the stack and not yet settled: their ackers.
     entries: Slab<Entry<S::Acker>>,
-    /// The stack's futures, one per entry.
-    handling: FuturesUnordered<Handling<ErrInto<Svc::Future>>>,
+    /// The stack's futures, one per entry, in the entry's slot.
+    handling: Jobs<Handling<ErrInto<Svc::Future>>>,
     /// Settlements that did not complete on their first poll.
     settling: FuturesUnordered<Settle<AckFuture<S>>>,
     lanes: Lanes<Delivery<S::Acker>>,
@@ -95,7 +96,7 @@ where
             subscriber,
             service,
             entries: Slab::new(),
-            handling: FuturesUnordered::new(),
+            handling: Jobs::new(),
             settling: FuturesUnordered::new(),
             lanes: Lanes::new(),
             runnable: VecDeque::new(),
@@ -127,7 +128,7 @@ where
 
             // 1. Collect finished work: handled messages start settling; settled ones
             //    free their lanes.
-            while let Poll::Ready(Some((slot, result))) = self.handling.poll_next_unpin(cx) {
+            while let Poll::Ready(Some((slot, result))) = self.handling.poll_next(cx) {
                 let outcome = final_outcome(result, &self.entries[slot].id, self.limits.settling);
                 self.handled(slot, outcome, cx);
                 progressed = true;
@@ -257,7 +258,7 @@ where
     /// Shutdown deadline: every unfinished handler future is dropped and its delivery
     /// settled `Retry` (never `DeadLetter`), as are deliveries that never started.
     fn abort(&mut self, cx: &mut Context<'_>) {
-        self.handling = FuturesUnordered::new();
+        self.handling.clear();
         // Released when draining began; nothing is left here, but no slot may outlive
         // the entries drained below.
         self.retry_timers = FuturesUnordered::new();
@@ -337,7 +338,7 @@ where
         // delivery is retried and the consumer keeps running.
         let service = &mut self.service;
         match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(message))) {
-            Ok(fut) => self.handling.push(Handling::new(slot, ErrInto { fut })),
+            Ok(fut) => self.handling.insert(slot, Handling::new(ErrInto { fut })),
             Err(panic) => {
                 let outcome =
                     final_outcome(Err(panic), &self.entries[slot].id, self.limits.settling);
