@@ -28,10 +28,68 @@ impl MessageId {
         ))
     }
 
+    /// The id an adapter derives from a message's position: `source`, then each number
+    /// after `separator` (`orders:42` for stream `orders`, sequence 42;
+    /// `orders-2-1017` for partition 2, offset 1017), so every copy of the message
+    /// read again from the same position has the same id.
+    ///
+    /// Built with one allocation and no formatting machinery: adapters call this for
+    /// every message.
+    ///
+    /// ```
+    /// use wharf::MessageId;
+    ///
+    /// assert_eq!(MessageId::from_position("orders", ':', &[42]).as_str(), "orders:42");
+    /// assert_eq!(MessageId::from_position("t", '-', &[2, 1017]).as_str(), "t-2-1017");
+    /// ```
+    pub fn from_position(source: &str, separator: char, numbers: &[u64]) -> Self {
+        // Up to 20 digits for a u64 plus a separator of up to 4 bytes.
+        const ON_STACK: usize = 128;
+        let formatted = || {
+            let mut id = String::from(source);
+            for n in numbers {
+                id.push(separator);
+                id.push_str(&n.to_string());
+            }
+            MessageId(id.into())
+        };
+        if source.len() + numbers.len() * 24 > ON_STACK {
+            return formatted();
+        }
+        let mut buf = [0u8; ON_STACK];
+        let mut len = source.len();
+        buf[..len].copy_from_slice(source.as_bytes());
+        for &n in numbers {
+            len += separator.encode_utf8(&mut buf[len..]).len();
+            len += write_decimal(&mut buf[len..], n);
+        }
+        // Always valid UTF-8 (a `&str`, `char`s and ASCII digits).
+        std::str::from_utf8(&buf[..len]).map_or_else(|_| formatted(), |id| MessageId(Arc::from(id)))
+    }
+
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Writes `n` in decimal at the start of `out` (which has room for 20 bytes); returns
+/// the length written.
+fn write_decimal(out: &mut [u8], n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut rest = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let written = digits.len() - i;
+    out[..written].copy_from_slice(&digits[i..]);
+    written
 }
 
 impl fmt::Debug for MessageId {
@@ -294,6 +352,25 @@ impl fmt::Debug for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn position_ids_match_formatting() {
+        let long = "s".repeat(200);
+        for source in ["orders", "", "ünïcode", long.as_str()] {
+            for sep in [':', '-', '→'] {
+                for numbers in [&[0][..], &[42], &[u64::MAX, 1], &[2, 1017], &[7, 0, 9]] {
+                    let mut expected = source.to_owned();
+                    for n in numbers {
+                        expected.push_str(&format!("{sep}{n}"));
+                    }
+                    assert_eq!(
+                        MessageId::from_position(source, sep, numbers).as_str(),
+                        expected
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn debug_hides_payload() {

@@ -26,7 +26,7 @@ use wharf::{Acker, BoxError, Message, Outcome};
 use crate::config::{KafkaConfig, RetryMode};
 use crate::error;
 use crate::message::{epoch_millis_after, RETRY_NOT_BEFORE, RETRY_SOURCE};
-use crate::offsets::{Assignment, PartitionState};
+use crate::offsets::{Assignment, PartitionState, Tracker};
 use crate::publisher::send;
 use crate::subscriber::GroupConsumer;
 
@@ -126,13 +126,8 @@ impl KafkaAcker {
             return;
         }
         if let Some(watermark) = tracker.settle(offset) {
-            // `store_offset` stores offset + 1: the next offset to read.
-            if let Err(e) =
-                shared
-                    .consumer()
-                    .store_offset(&state.topic, state.partition, watermark - 1)
-            {
-                tracing::debug!(topic = %state.topic, partition = state.partition, error = %e, "storing the watermark failed (partition no longer assigned?)");
+            if tracker.store_due(watermark) {
+                store(shared, state, &mut tracker, watermark);
             }
         }
     }
@@ -215,6 +210,39 @@ impl Acker for KafkaAcker {
                     Box::pin(ready(Ok(())))
                 }
             },
+        }
+    }
+}
+/// Stores every watermark that moved past its last store (the driver's periodic flush,
+/// and `close` before its commit).
+pub(crate) fn store_unstored(shared: &AckerShared) {
+    for state in shared.assignment.all() {
+        let mut tracker = state.tracker();
+        if state.is_revoked() {
+            continue;
+        }
+        if let Some(watermark) = tracker.unstored() {
+            store(shared, &state, &mut tracker, watermark);
+        }
+    }
+}
+
+/// Stores `watermark` (the next offset to read) of `state`'s partition with librdkafka,
+/// for its next commit.
+pub(crate) fn store(
+    shared: &AckerShared,
+    state: &PartitionState,
+    tracker: &mut Tracker,
+    watermark: i64,
+) {
+    // `store_offset` stores offset + 1: the next offset to read.
+    match shared
+        .consumer()
+        .store_offset(&state.topic, state.partition, watermark - 1)
+    {
+        Ok(()) => tracker.stored(watermark),
+        Err(e) => {
+            tracing::debug!(topic = %state.topic, partition = state.partition, error = %e, "storing the watermark failed (partition no longer assigned?)");
         }
     }
 }

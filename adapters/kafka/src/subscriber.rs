@@ -18,10 +18,11 @@
 //! # Offsets
 //!
 //! Settled offsets move their partition's watermark (see [`offsets`](crate::offsets));
-//! the watermark is stored with librdkafka at once and committed every
+//! the watermark is stored with librdkafka (at most 64 offsets or 100 ms behind, at once
+//! when the partition has nothing left in flight) and committed every
 //! `commit_interval`, on every revoke (synchronously, before the partition moves) and
-//! at [`close`](wharf::Subscriber::close). Nothing is ever committed past an unsettled
-//! offset.
+//! at [`close`](wharf::Subscriber::close) (after storing every watermark). Nothing is
+//! ever committed past an unsettled offset.
 //!
 //! # Rebalances
 //!
@@ -48,11 +49,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message as _};
 use tokio::sync::{mpsc, Notify};
@@ -64,7 +66,7 @@ use crate::acker::{AckerShared, KafkaAcker};
 use crate::config::RetryMode;
 use crate::error;
 use crate::message::{from_record, Received};
-use crate::offsets::{Assignment, PartitionState};
+use crate::offsets::{Assignment, PartitionState, STORE_AFTER};
 
 /// What the Kafka adapter promises (see the [crate docs](crate)).
 pub fn capabilities(retry: RetryMode) -> Capabilities {
@@ -180,6 +182,8 @@ const SOFT_STOP: Duration = Duration::from_secs(1);
 async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSender<Fetched>) {
     let consumer = shared.consumer();
     let mut paused = false;
+    let mut flush = tokio::time::interval(STORE_AFTER);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !paused && flow.buffered.load(Ordering::Acquire) >= flow.capacity {
             // The queue is full. Stop taking records for a moment: librdkafka's own
@@ -209,43 +213,95 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                 paused = false;
                 set_paused(consumer, false);
             }
+            _ = flush.tick() => crate::acker::store_unstored(&shared),
             fetched = consumer.recv() => {
-                let item = match fetched {
-                    Ok(record) => {
-                        let topic = record.topic();
-                        let state = match shared.assignment.get(topic, record.partition()) {
-                            Some(state) => state,
-                            None => {
-                                // Normally assigned in the rebalance callback already.
-                                shared.assignment.assign(topic, record.partition());
-                                match shared.assignment.get(topic, record.partition()) {
-                                    Some(state) => state,
-                                    None => continue,
-                                }
-                            }
-                        };
-                        if !state.tracker().register(record.offset()) {
-                            tracing::debug!(topic, partition = record.partition(), offset = record.offset(), "record read again while in flight or done; not handed out twice");
-                            continue;
+                // Then whatever else librdkafka has ready, without going through the
+                // `select!` (and its wake-up registrations) for every record.
+                let mut next = Some(fetched);
+                let mut batch = 0;
+                while let Some(fetched) = next.take() {
+                    match queue(&shared, &flow, &tx, fetched) {
+                        Queued::Closed => return,
+                        Queued::Over if paused => {
+                            // A record while paused: a partition assigned since the pause.
+                            flow.waiting.store(true, Ordering::Release);
+                            set_paused(consumer, true);
+                            break;
                         }
-                        let received = from_record(&record, &state.topic);
-                        Fetched::Record(received, state)
+                        Queued::Over => break,
+                        Queued::Room | Queued::Skipped => {}
                     }
-                    Err(e) => Fetched::Error(e),
-                };
-                // Counted before it is queued: the subscriber counts it down once taken.
-                let over = matches!(item, Fetched::Record(..))
-                    && flow.buffered.fetch_add(1, Ordering::AcqRel) + 1 >= flow.capacity;
-                if tx.send(item).is_err() {
-                    break;
-                }
-                if over && paused {
-                    // A record while paused: a partition assigned since the pause.
-                    flow.waiting.store(true, Ordering::Release);
-                    set_paused(consumer, true);
+                    batch += 1;
+                    if batch < DRIVER_BATCH {
+                        next = consumer.recv().now_or_never();
+                    }
                 }
             }
         }
+    }
+}
+
+/// Records the driver takes from librdkafka in a row while they are ready.
+const DRIVER_BATCH: usize = 64;
+
+/// What [`queue`] did with a fetched record.
+enum Queued {
+    /// Queued; the queue has room.
+    Room,
+    /// Queued; the queue is full now.
+    Over,
+    /// Not handed out (read again while in flight or done, or not assigned).
+    Skipped,
+    /// The subscriber is gone.
+    Closed,
+}
+
+/// Registers a fetched record with its partition's tracker and queues it for the
+/// subscriber (errors are queued too, for the runtime to report).
+fn queue(
+    shared: &AckerShared,
+    flow: &Flow,
+    tx: &mpsc::UnboundedSender<Fetched>,
+    fetched: KafkaResult<BorrowedMessage<'_>>,
+) -> Queued {
+    let item = match fetched {
+        Ok(record) => {
+            let topic = record.topic();
+            let state = match shared.assignment.get(topic, record.partition()) {
+                Some(state) => state,
+                None => {
+                    // Normally assigned in the rebalance callback already.
+                    shared.assignment.assign(topic, record.partition());
+                    match shared.assignment.get(topic, record.partition()) {
+                        Some(state) => state,
+                        None => return Queued::Skipped,
+                    }
+                }
+            };
+            if !state.tracker().register(record.offset()) {
+                tracing::debug!(
+                    topic,
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "record read again while in flight or done; not handed out twice"
+                );
+                return Queued::Skipped;
+            }
+            let received = from_record(&record, &state.topic);
+            Fetched::Record(received, state)
+        }
+        Err(e) => Fetched::Error(e),
+    };
+    // Counted before it is queued: the subscriber counts it down once taken.
+    let over = matches!(item, Fetched::Record(..))
+        && flow.buffered.fetch_add(1, Ordering::AcqRel) + 1 >= flow.capacity;
+    if tx.send(item).is_err() {
+        return Queued::Closed;
+    }
+    if over {
+        Queued::Over
+    } else {
+        Queued::Room
     }
 }
 
@@ -439,6 +495,8 @@ impl Subscriber for KafkaSubscriber {
         }
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            // Watermarks whose store was left for later (see `Tracker::store_due`).
+            crate::acker::store_unstored(&shared);
             match shared.consumer().commit_consumer_state(CommitMode::Sync) {
                 // Nothing stored since the last commit.
                 Ok(()) | Err(RdKafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}

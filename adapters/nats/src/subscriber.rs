@@ -151,12 +151,18 @@ impl JetStreamSubscriber {
         &self,
         msg: async_nats::jetstream::Message,
     ) -> Result<Delivery<JetStreamAcker>, Error> {
-        let (attempt, seq, pending) = {
-            let info = msg
-                .info()
-                .map_err(|e| error::subscribe("reading the JetStream metadata of a delivery", e))?;
-            (info.delivered, info.stream_sequence, info.pending)
-        };
+        let info = msg
+            .message
+            .reply
+            .as_deref()
+            .and_then(crate::message::delivery_info)
+            .ok_or_else(|| {
+                error::subscribe(
+                    "reading the JetStream metadata of a delivery",
+                    "the reply subject is not a `$JS.ACK` subject",
+                )
+            })?;
+        let (attempt, seq, pending) = (info.delivered, info.stream_sequence, info.pending);
         self.backlog.set(pending as f64);
         let async_nats::Message {
             payload,
@@ -176,7 +182,7 @@ impl JetStreamSubscriber {
             headers.as_ref(),
             Origin::new(stream.clone()).with_offset(seq),
             u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
-            || MessageId::from(format!("{stream}:{seq}")),
+            || MessageId::from_position(stream, ':', &[seq]),
         );
         let acker = JetStreamAcker::new(self.shared.clone(), reply, message.clone());
         Ok(Delivery::new(message, acker))

@@ -134,7 +134,7 @@ pub(crate) async fn read_stream(js: &Context, name: &str) -> Result<Vec<wharf::M
                     Some(&raw.headers),
                     origin,
                     1,
-                    || wharf::MessageId::from(format!("{name}:{seq}")),
+                    || wharf::MessageId::from_position(name, ':', &[seq]),
                 ));
             }
             Err(e)

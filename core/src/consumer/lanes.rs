@@ -3,6 +3,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
+// Seeded per process (keys come from producers), and several times faster than SipHash
+// on short keys: a claim and a release per keyed message.
+use foldhash::fast::RandomState;
 
 use crate::message::Message;
 
@@ -37,14 +40,14 @@ impl Ordering {
 /// messages received meanwhile, in delivery order.
 #[derive(Debug)]
 pub(crate) struct Lanes<T> {
-    busy: HashMap<Bytes, VecDeque<T>>,
+    busy: HashMap<Bytes, VecDeque<T>, RandomState>,
     waiting: usize,
 }
 
 impl<T> Lanes<T> {
     pub(crate) fn new() -> Self {
         Lanes {
-            busy: HashMap::new(),
+            busy: HashMap::default(),
             waiting: 0,
         }
     }
