@@ -448,69 +448,69 @@ mod tests {
     fn claim_complete_release_protocol() {
         let t = ClaimTable::new(10);
         let now = Instant::now();
-        let token = claimed(t.claim(&"a", LEASE, now));
-        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::InFlight);
-        t.release(&"a", token);
-        let token = claimed(t.claim(&"a", LEASE, now));
-        t.complete(&"a", token, KEEP, now);
-        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::Completed);
+        let token = claimed(t.claim("a", LEASE, now));
+        assert_eq!(t.claim("a", LEASE, now), TableClaim::InFlight);
+        t.release("a", token);
+        let token = claimed(t.claim("a", LEASE, now));
+        t.complete("a", token, KEEP, now);
+        assert_eq!(t.claim("a", LEASE, now), TableClaim::Completed);
         // Other keys are independent.
-        claimed(t.claim(&"b", LEASE, now));
+        claimed(t.claim("b", LEASE, now));
     }
 
     #[test]
     fn an_expired_lease_lets_another_holder_in_and_fences_the_old_one() {
         let t = ClaimTable::new(10);
         let now = Instant::now();
-        let old = claimed(t.claim(&"a", LEASE, now));
+        let old = claimed(t.claim("a", LEASE, now));
         let later = now + LEASE;
-        let new = claimed(t.claim(&"a", LEASE, later));
+        let new = claimed(t.claim("a", LEASE, later));
         assert_ne!(old, new);
         // The old holder's release must not free the new holder's claim...
-        t.release(&"a", old);
-        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::InFlight);
+        t.release("a", old);
+        assert_eq!(t.claim("a", LEASE, later), TableClaim::InFlight);
         // ...nor may its completion overwrite a live claim.
-        t.complete(&"a", old, KEEP, later);
-        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::InFlight);
-        t.complete(&"a", new, KEEP, later);
-        assert_eq!(t.claim(&"a", LEASE, later), TableClaim::Completed);
+        t.complete("a", old, KEEP, later);
+        assert_eq!(t.claim("a", LEASE, later), TableClaim::InFlight);
+        t.complete("a", new, KEEP, later);
+        assert_eq!(t.claim("a", LEASE, later), TableClaim::Completed);
     }
 
     #[test]
     fn a_late_completion_with_no_other_holder_is_recorded() {
         let t = ClaimTable::new(10);
         let now = Instant::now();
-        let token = claimed(t.claim(&"a", LEASE, now));
-        t.complete(&"a", token, KEEP, now + LEASE * 2);
-        assert_eq!(t.claim(&"a", LEASE, now + LEASE * 2), TableClaim::Completed);
+        let token = claimed(t.claim("a", LEASE, now));
+        t.complete("a", token, KEEP, now + LEASE * 2);
+        assert_eq!(t.claim("a", LEASE, now + LEASE * 2), TableClaim::Completed);
     }
 
     #[test]
     fn completions_expire_after_their_window() {
         let t = ClaimTable::new(10);
         let now = Instant::now();
-        let token = claimed(t.claim(&"a", LEASE, now));
-        t.complete(&"a", token, KEEP, now);
+        let token = claimed(t.claim("a", LEASE, now));
+        t.complete("a", token, KEEP, now);
         let just_before = now + KEEP - Duration::from_millis(1);
-        assert_eq!(t.claim(&"a", LEASE, just_before), TableClaim::Completed);
-        claimed(t.claim(&"a", LEASE, now + KEEP));
+        assert_eq!(t.claim("a", LEASE, just_before), TableClaim::Completed);
+        claimed(t.claim("a", LEASE, now + KEEP));
     }
 
     #[test]
     fn capacity_evicts_the_oldest_completion_never_a_claim() {
         let t = ClaimTable::new(2);
         let now = Instant::now();
-        let held = claimed(t.claim(&"held", LEASE, now));
+        let held = claimed(t.claim("held", LEASE, now));
         for key in ["a", "b", "c"] {
-            let token = claimed(t.claim(&key, LEASE, now));
-            t.complete(&key, token, KEEP, now);
+            let token = claimed(t.claim(key, LEASE, now));
+            t.complete(key, token, KEEP, now);
         }
-        assert_eq!(t.claim(&"held", LEASE, now), TableClaim::InFlight);
-        assert_eq!(t.claim(&"b", LEASE, now), TableClaim::Completed);
-        assert_eq!(t.claim(&"c", LEASE, now), TableClaim::Completed);
+        assert_eq!(t.claim("held", LEASE, now), TableClaim::InFlight);
+        assert_eq!(t.claim("b", LEASE, now), TableClaim::Completed);
+        assert_eq!(t.claim("c", LEASE, now), TableClaim::Completed);
         // "a" was the oldest completion: forgotten.
-        claimed(t.claim(&"a", LEASE, now));
-        t.release(&"held", held);
+        claimed(t.claim("a", LEASE, now));
+        t.release("held", held);
     }
 
     #[test]
@@ -518,9 +518,9 @@ mod tests {
         for (capacity, keep) in [(0, KEEP), (10, Duration::ZERO)] {
             let t = ClaimTable::new(capacity);
             let now = Instant::now();
-            let token = claimed(t.claim(&"a", LEASE, now));
-            t.complete(&"a", token, keep, now);
-            claimed(t.claim(&"a", LEASE, now));
+            let token = claimed(t.claim("a", LEASE, now));
+            t.complete("a", token, keep, now);
+            claimed(t.claim("a", LEASE, now));
         }
     }
 
@@ -548,21 +548,21 @@ mod tests {
         let mut now = Instant::now();
         // Complete "a", let it expire, claim and complete it again: the first queue
         // entry is stale and must not evict the second completion.
-        let token = claimed(t.claim(&"a", LEASE, now));
-        t.complete(&"a", token, KEEP, now);
+        let token = claimed(t.claim("a", LEASE, now));
+        t.complete("a", token, KEEP, now);
         now += KEEP;
-        let token = claimed(t.claim(&"a", LEASE, now));
-        t.complete(&"a", token, KEEP, now);
-        assert_eq!(t.claim(&"a", LEASE, now), TableClaim::Completed);
+        let token = claimed(t.claim("a", LEASE, now));
+        t.complete("a", token, KEEP, now);
+        assert_eq!(t.claim("a", LEASE, now), TableClaim::Completed);
     }
 
     #[test]
     fn durations_that_overflow_the_clock_mean_forever() {
         let t = ClaimTable::new(10);
         let now = Instant::now();
-        let token = claimed(t.claim(&"a", Duration::MAX, now));
-        assert_eq!(t.claim(&"a", LEASE, now + KEEP), TableClaim::InFlight);
-        t.complete(&"a", token, Duration::MAX, now);
-        assert_eq!(t.claim(&"a", LEASE, now + KEEP), TableClaim::Completed);
+        let token = claimed(t.claim("a", Duration::MAX, now));
+        assert_eq!(t.claim("a", LEASE, now + KEEP), TableClaim::InFlight);
+        t.complete("a", token, Duration::MAX, now);
+        assert_eq!(t.claim("a", LEASE, now + KEEP), TableClaim::Completed);
     }
 }

@@ -61,11 +61,7 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: &Arc<str>) -> Rec
         }
     }
     let id = id.unwrap_or_else(|| {
-        MessageId::from_position(
-            &topic,
-            '-',
-            &[partition.max(0) as u64, offset.max(0) as u64],
-        )
+        MessageId::from_position(topic, '-', &[partition.max(0) as u64, offset.max(0) as u64])
     });
     let origin = Origin::new(source.unwrap_or_else(|| topic.clone()))
         .with_partition(partition.max(0) as u32)
