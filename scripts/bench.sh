@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, on this machine, and prints the
-# results: throughput against each broker's plain client (memory, RabbitMQ, NATS
-# JetStream, Kafka on tansu), the Kafka key-parallel scenario, and peak RSS while
+# results: throughput against each broker's plain client (memory, RabbitMQ, NATS Core,
+# NATS JetStream, Kafka on tansu), the Kafka key-parallel scenario, and peak RSS while
 # draining a 1,000,000-message backlog. Starts the brokers like scripts/test.sh.
 #
 #   scripts/bench.sh               everything (about 20 minutes on 2 cores)
@@ -19,10 +19,12 @@ bench=target/release/wharf-bench
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 $bench --broker memory   --messages 200000 --rounds "$ROUNDS"
+$bench --broker nats-core --messages 200000 --rounds "$ROUNDS"
 $bench --broker nats     --messages 100000 --rounds "$ROUNDS"
 $bench --broker rabbitmq --messages 20000  --rounds "$ROUNDS"
 $bench --broker kafka    --messages 50000  --rounds 3
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
+$bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3 --in-flight 1024
 $bench --broker memory   --scenario backlog-rss --messages 1000000
 $bench --broker nats     --scenario backlog-rss --messages 1000000
 # Per-layer micro-benchmarks (criterion; their own report under target/criterion).
