@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -12,72 +13,48 @@ use wharf_middleware::stack::RecommendedLayer;
 
 use crate::{Sample, Settings, Variant};
 
-/// Runs `drain(variant, round)` for every variant in every round, alternating them so
-/// drift hits all three alike.
+/// Runs `drain(variant, round)` (the time one drain took) for every variant in every
+/// round, alternating them so drift hits all three alike.
 pub(crate) async fn rounds<F, Fut>(settings: &Settings, mut drain: F) -> Vec<Sample>
 where
     F: FnMut(Variant, usize) -> Fut,
-    Fut: Future<Output = Sample>,
+    Fut: Future<Output = Duration>,
 {
     let mut samples = Vec::new();
     for round in 0..settings.rounds {
-        for &v in &settings.variants {
-            samples.push(drain(v, round).await);
+        for &variant in &settings.variants {
+            samples.push(Sample {
+                variant,
+                elapsed: drain(variant, round).await,
+                messages: settings.messages,
+            });
         }
     }
     samples
 }
 
+/// How long a drain with wharf took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// From the start of the run until the consumer shut down.
+    pub(crate) since_start: Duration,
+    /// From the first handler call to the last message handled: for brokers where
+    /// joining (a Kafka group) takes longer than the drain, or without a backlog (NATS
+    /// Core).
+    pub(crate) first_to_last: Duration,
+}
+
 /// Drains `subscriber` with wharf (bare or recommended stack, dead letters through
-/// `publisher`) until `settings.messages` messages were handled; returns when the
-/// consumer has shut down, and the time from the first pull.
+/// `publisher`) until `settings.messages` messages were handled, counting them in
+/// `handled` as they go (NATS Core's publisher paces itself by it); returns when the
+/// consumer has shut down.
 pub(crate) async fn with_wharf<S: Subscriber>(
     variant: Variant,
     settings: &Settings,
     subscriber: S,
     publisher: Arc<dyn Publisher>,
-) -> std::time::Duration {
-    run(variant, settings, subscriber, publisher, Arc::default())
-        .await
-        .0
-}
-
-/// Like [`with_wharf`], but timed from the first handler call to the last message
-/// handled: for brokers where joining (a Kafka group) takes longer than the drain.
-pub(crate) async fn with_wharf_from_first<S: Subscriber>(
-    variant: Variant,
-    settings: &Settings,
-    subscriber: S,
-    publisher: Arc<dyn Publisher>,
-) -> std::time::Duration {
-    run(variant, settings, subscriber, publisher, Arc::default())
-        .await
-        .1
-}
-
-/// Like [`with_wharf_from_first`], counting handled messages in `handled` as they go:
-/// for brokers without a backlog (NATS Core), where the publisher paces itself by it.
-pub(crate) async fn with_wharf_counting<S: Subscriber>(
-    variant: Variant,
-    settings: &Settings,
-    subscriber: S,
-    publisher: Arc<dyn Publisher>,
     handled: Arc<AtomicUsize>,
-) -> std::time::Duration {
-    run(variant, settings, subscriber, publisher, handled)
-        .await
-        .1
-}
-
-/// Runs the drain, counting handled messages in `handled`; returns the time from the start of the run until the consumer shut
-/// down, and the time from the first handler call to the last message handled.
-async fn run<S: Subscriber>(
-    variant: Variant,
-    settings: &Settings,
-    subscriber: S,
-    publisher: Arc<dyn Publisher>,
-    handled: Arc<AtomicUsize>,
-) -> (std::time::Duration, std::time::Duration) {
+) -> Timing {
     let first: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let last: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let all_done = Arc::new(Notify::new());
@@ -119,7 +96,10 @@ async fn run<S: Subscriber>(
     }
     let since_start = start.elapsed();
     match (first.get(), last.get()) {
-        (Some(first), Some(last)) => (since_start, *last - *first),
+        (Some(first), Some(last)) => Timing {
+            since_start,
+            first_to_last: *last - *first,
+        },
         _ => panic!("the consumer stopped before handling every message"),
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use wharf::{Consumer, Handler, HandlerError, Message};
 use wharf_kafka::{KafkaClient, KafkaConfig};
 
-use crate::{Sample, Settings, Variant};
+use crate::{Settings, Variant};
 
 fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
@@ -121,7 +121,7 @@ fn raw_consumer(topic: &str, group: &str) -> StreamConsumer {
     consumer
 }
 
-async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
+pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
     let tag = format!("{}-{round}-{}", std::process::id(), variant as u8);
     let topic = format!("bench-{tag}");
     let kafka = backlog(&topic, settings.messages, settings.size, 1000).await;
@@ -160,25 +160,19 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 .subscriber()
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));
-            crate::drain::with_wharf_from_first(
+            crate::drain::with_wharf(
                 variant,
                 settings,
                 subscriber,
                 Arc::new(client.publisher()),
+                Arc::default(),
             )
             .await
+            .first_to_last
         }
     };
     drop(kafka);
-    Sample {
-        variant,
-        elapsed,
-        messages: settings.messages,
-    }
-}
-
-pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
+    elapsed
 }
 
 // ===== key-parallel scenario =====

@@ -147,11 +147,11 @@ async fn main() -> ExitCode {
         }
     }
     let results = match broker.as_str() {
-        "memory" => memory::run(&settings).await,
-        "nats" | "jetstream" => nats::run(&settings).await,
-        "nats-core" => nats_core::run(&settings).await,
-        "rabbitmq" => rabbitmq::run(&settings).await,
-        "kafka" => kafka::run(&settings).await,
+        "memory" => drain::rounds(&settings, |v, _| memory::drain(v, &settings)).await,
+        "nats" | "jetstream" => drain::rounds(&settings, |v, r| nats::drain(v, &settings, r)).await,
+        "nats-core" => drain::rounds(&settings, |v, r| nats_core::drain(v, &settings, r)).await,
+        "rabbitmq" => drain::rounds(&settings, |v, r| rabbitmq::drain(v, &settings, r)).await,
+        "kafka" => drain::rounds(&settings, |v, r| kafka::drain(v, &settings, r)).await,
         other => {
             eprintln!("unknown broker `{other}` (built: memory, nats, nats-core, rabbitmq, kafka)");
             return ExitCode::from(2);

@@ -1,13 +1,14 @@
 //! The in-memory broker: the plain loop is the subscriber and acker used directly.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use wharf::{Acker, HandlerError, Message, Outcome};
 use wharf_memory::MemoryBroker;
 
-use crate::{Sample, Settings, Variant};
+use crate::{Settings, Variant};
 
 async fn handler(_m: Message) -> Result<(), HandlerError> {
     Ok(())
@@ -28,7 +29,7 @@ pub(crate) fn backlog(settings: &Settings, topic: &str) -> MemoryBroker {
     broker
 }
 
-async fn drain(variant: Variant, settings: &Settings) -> Sample {
+pub(crate) async fn drain(variant: Variant, settings: &Settings) -> Duration {
     let topic = "bench";
     let broker = backlog(settings, topic);
     let subscriber = broker.subscribe(topic, "bench");
@@ -50,16 +51,16 @@ async fn drain(variant: Variant, settings: &Settings) -> Sample {
             start.elapsed()
         }
         Variant::Bare | Variant::Recommended => {
-            crate::drain::with_wharf(variant, settings, subscriber, Arc::new(broker.clone())).await
+            crate::drain::with_wharf(
+                variant,
+                settings,
+                subscriber,
+                Arc::new(broker.clone()),
+                Arc::default(),
+            )
+            .await
+            .since_start
         }
     };
-    Sample {
-        variant,
-        elapsed,
-        messages: settings.messages,
-    }
-}
-
-pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    crate::drain::rounds(settings, |v, _round| drain(v, settings)).await
+    elapsed
 }

@@ -5,13 +5,14 @@
 //! timed. Needs nats-server with JetStream on 127.0.0.1:4222.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use wharf_nats::{NatsClient, NatsConfig};
 
-use crate::{Sample, Settings, Variant};
+use crate::{Settings, Variant};
 
 const URL: &str = "127.0.0.1:4222";
 
@@ -48,7 +49,7 @@ async fn backlog(js: &jetstream::Context, name: &str, subject: &str, settings: &
     }
 }
 
-async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
+pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
     let client = async_nats::connect(URL)
         .await
         .unwrap_or_else(|e| fail("connecting", e));
@@ -102,23 +103,21 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 .jetstream_subscriber()
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));
-            let elapsed =
-                crate::drain::with_wharf(variant, settings, subscriber, Arc::new(nats.publisher()))
-                    .await;
+            let elapsed = crate::drain::with_wharf(
+                variant,
+                settings,
+                subscriber,
+                Arc::new(nats.publisher()),
+                Arc::default(),
+            )
+            .await
+            .since_start;
             nats.flush().await.unwrap_or_else(|e| fail("flushing", e));
             elapsed
         }
     };
     let _ = js.delete_stream(&stream).await;
-    Sample {
-        variant,
-        elapsed,
-        messages: settings.messages,
-    }
-}
-
-pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
+    elapsed
 }
 
 /// A fresh stream with the backlog stored and a wharf subscriber on it, for the memory

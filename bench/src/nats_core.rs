@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use wharf_nats::{NatsClient, NatsConfig};
 
-use crate::{Sample, Settings, Variant};
+use crate::{Settings, Variant};
 
 const URL: &str = "127.0.0.1:4222";
 /// How far the publisher may run ahead of the consumer.
@@ -55,7 +55,7 @@ async fn publish_paced(subject: String, settings: Settings, handled: Arc<AtomicU
     }
 }
 
-async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
+pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
     let subject = format!(
         "bench.core.{}.{round}.{}",
         std::process::id(),
@@ -108,25 +108,18 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 settings.clone(),
                 handled.clone(),
             ));
-            let elapsed = crate::drain::with_wharf_counting(
+            let elapsed = crate::drain::with_wharf(
                 variant,
                 settings,
                 subscriber,
                 Arc::new(nats.publisher()),
                 handled,
             )
-            .await;
+            .await
+            .first_to_last;
             publisher.await.unwrap_or_else(|e| fail("the publisher", e));
             elapsed
         }
     };
-    Sample {
-        variant,
-        elapsed,
-        messages: settings.messages,
-    }
-}
-
-pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
+    elapsed
 }

@@ -5,6 +5,7 @@
 //! timed. Needs RabbitMQ on 127.0.0.1:5672 (guest/guest).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -16,7 +17,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::time::Instant;
 use wharf_rabbitmq::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
 
-use crate::{Sample, Settings, Variant};
+use crate::{Settings, Variant};
 
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -78,7 +79,7 @@ async fn backlog(
     (conn, queues)
 }
 
-async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
+pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
     let queue = format!(
         "wharf-bench-{}-{round}-{}",
         std::process::id(),
@@ -131,7 +132,15 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
             let publisher = RabbitPublisher::connect(&config)
                 .await
                 .unwrap_or_else(|e| fail("the publisher", e));
-            crate::drain::with_wharf(variant, settings, subscriber, Arc::new(publisher)).await
+            crate::drain::with_wharf(
+                variant,
+                settings,
+                subscriber,
+                Arc::new(publisher),
+                Arc::default(),
+            )
+            .await
+            .since_start
         }
     };
     if let Ok(channel) = conn.create_channel().await {
@@ -141,13 +150,5 @@ async fn drain(variant: Variant, settings: &Settings, round: usize) -> Sample {
                 .await;
         }
     }
-    Sample {
-        variant,
-        elapsed,
-        messages: settings.messages,
-    }
-}
-
-pub(crate) async fn run(settings: &Settings) -> Vec<Sample> {
-    crate::drain::rounds(settings, |v, round| drain(v, settings, round)).await
+    elapsed
 }

@@ -54,6 +54,7 @@ pub(crate) async fn memory(settings: &Settings) {
         settings,
         subscriber,
         Arc::new(broker.clone()),
+        Arc::default(),
     )
     .await;
     report("memory", settings, before);
@@ -64,7 +65,14 @@ pub(crate) async fn nats(settings: &Settings) {
     let (subscriber, publisher, cleanup) = crate::nats::prepared(settings, "rss").await;
     let (before, _) = rss_mib();
     reset_peak();
-    crate::drain::with_wharf(Variant::Recommended, settings, subscriber, publisher).await;
+    crate::drain::with_wharf(
+        Variant::Recommended,
+        settings,
+        subscriber,
+        publisher,
+        Arc::default(),
+    )
+    .await;
     report("nats (JetStream)", settings, before);
     cleanup.await;
 }

@@ -192,14 +192,22 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
             // again, so rebalances and `max.poll.interval.ms` are served.
             flow.waiting.store(true, Ordering::Release);
             if flow.buffered.load(Ordering::Acquire) > flow.capacity / 2 {
-                tokio::select! {
-                    biased;
-                    () = flow.stop.notified() => break,
-                    () = tx.closed() => break,
-                    () = flow.space.notified() => {}
-                    () = tokio::time::sleep(SOFT_STOP) => {
-                        paused = true;
-                        set_paused(consumer, true);
+                let soft_stop = tokio::time::sleep(SOFT_STOP);
+                tokio::pin!(soft_stop);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = flow.stop.notified() => return,
+                        () = tx.closed() => return,
+                        () = flow.space.notified() => break,
+                        () = &mut soft_stop => {
+                            paused = true;
+                            set_paused(consumer, true);
+                            break;
+                        }
+                        // Settlements go on meanwhile: keep their stores at most 100 ms
+                        // behind.
+                        _ = flush.tick() => crate::acker::store_unstored(&shared),
                     }
                 }
             }
