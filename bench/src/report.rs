@@ -47,6 +47,16 @@ pub(crate) fn print(broker: &str, settings: &Settings, samples: &[Sample]) {
             || "(plain client not run)".to_owned(),
             |raw| format!("ratio to plain client {:.2}", m / raw),
         );
-        println!("  {:<26} {:>12.0} msg/s (median)   {ratio}", v.label(), m);
+        let each: Vec<String> = samples
+            .iter()
+            .filter(|s| s.variant == *v)
+            .map(|s| format!("{:.0}k", rate(s) / 1000.0))
+            .collect();
+        println!(
+            "  {:<26} {:>12.0} msg/s (median)   {ratio}   rounds: {}",
+            v.label(),
+            m,
+            each.join(" ")
+        );
     }
 }
