@@ -49,27 +49,63 @@ async fn backlog(js: &jetstream::Context, name: &str, subject: &str, settings: &
     }
 }
 
-pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
+/// A fresh stream holding the backlog, with the connection that filled it.
+struct BenchStream {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    name: String,
+    /// The wharf URL of a durable `bench` consumer on it.
+    url: String,
+}
+
+/// Creates stream `BENCH<pid><tag>` and stores the backlog in it.
+async fn fresh_stream(settings: &Settings, tag: &str) -> BenchStream {
     let client = async_nats::connect(URL)
         .await
         .unwrap_or_else(|e| fail("connecting", e));
     let js = jetstream::new(client.clone());
-    let tag = format!("{}{round}{}", std::process::id(), variant as u8);
-    let (stream, subject, durable) = (format!("BENCH{tag}"), format!("bench.{tag}"), "bench");
-    backlog(&js, &stream, &subject, settings).await;
-
+    let tag = format!("{}{tag}", std::process::id());
+    let (name, subject) = (format!("BENCH{tag}"), format!("bench.{tag}"));
+    backlog(&js, &name, &subject, settings).await;
     let url = format!(
-        "nats+jetstream://{URL}/{stream}?subject={subject}&durable={durable}&max_ack_pending={}",
+        "nats+jetstream://{URL}/{name}?subject={subject}&durable={DURABLE}&max_ack_pending={}",
         settings.in_flight
     );
+    BenchStream {
+        client,
+        js,
+        name,
+        url,
+    }
+}
+
+/// The durable consumer every variant drains through.
+const DURABLE: &str = "bench";
+
+/// A wharf client and JetStream subscriber for `url`.
+async fn wharf_subscriber(url: &str) -> (NatsClient, wharf_nats::JetStreamSubscriber) {
+    let config: NatsConfig = url.parse().unwrap_or_else(|e| fail("the config", e));
+    let nats = NatsClient::connect(config)
+        .await
+        .unwrap_or_else(|e| fail("connecting", e));
+    let subscriber = nats
+        .jetstream_subscriber()
+        .await
+        .unwrap_or_else(|e| fail("subscribing", e));
+    (nats, subscriber)
+}
+
+pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
+    let stream = fresh_stream(settings, &format!("{round}{}", variant as u8)).await;
     let elapsed = match variant {
         Variant::Raw => {
-            let consumer = js
-                .get_stream(&stream)
+            let consumer = stream
+                .js
+                .get_stream(&stream.name)
                 .await
                 .unwrap_or_else(|e| fail("binding the stream", e))
                 .create_consumer(pull::Config {
-                    durable_name: Some(durable.to_owned()),
+                    durable_name: Some(DURABLE.to_owned()),
                     ack_policy: AckPolicy::Explicit,
                     max_ack_pending: settings.in_flight as i64,
                     ..Default::default()
@@ -91,18 +127,15 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
                 m.ack().await.unwrap_or_else(|e| fail("acking", e));
                 n += 1;
             }
-            client.flush().await.unwrap_or_else(|e| fail("flushing", e));
+            stream
+                .client
+                .flush()
+                .await
+                .unwrap_or_else(|e| fail("flushing", e));
             start.elapsed()
         }
         Variant::Bare | Variant::Recommended => {
-            let config: NatsConfig = url.parse().unwrap_or_else(|e| fail("the config", e));
-            let nats = NatsClient::connect(config)
-                .await
-                .unwrap_or_else(|e| fail("connecting", e));
-            let subscriber = nats
-                .jetstream_subscriber()
-                .await
-                .unwrap_or_else(|e| fail("subscribing", e));
+            let (nats, subscriber) = wharf_subscriber(&stream.url).await;
             let elapsed = crate::drain::with_wharf(
                 variant,
                 settings,
@@ -116,7 +149,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
             elapsed
         }
     };
-    let _ = js.delete_stream(&stream).await;
+    let _ = stream.js.delete_stream(&stream.name).await;
     elapsed
 }
 
@@ -130,29 +163,12 @@ pub(crate) async fn prepared(
     Arc<dyn wharf::Publisher>,
     impl std::future::Future<Output = ()>,
 ) {
-    let client = async_nats::connect(URL)
-        .await
-        .unwrap_or_else(|e| fail("connecting", e));
-    let js = jetstream::new(client.clone());
-    let tag = format!("{}{tag}", std::process::id());
-    let (stream, subject) = (format!("BENCH{tag}"), format!("bench.{tag}"));
-    backlog(&js, &stream, &subject, settings).await;
-    let url = format!(
-        "nats+jetstream://{URL}/{stream}?subject={subject}&durable=bench&max_ack_pending={}",
-        settings.in_flight
-    );
-    let config: NatsConfig = url.parse().unwrap_or_else(|e| fail("the config", e));
-    let nats = NatsClient::connect(config)
-        .await
-        .unwrap_or_else(|e| fail("connecting", e));
-    let subscriber = nats
-        .jetstream_subscriber()
-        .await
-        .unwrap_or_else(|e| fail("subscribing", e));
+    let stream = fresh_stream(settings, tag).await;
+    let (nats, subscriber) = wharf_subscriber(&stream.url).await;
     let publisher: Arc<dyn wharf::Publisher> = Arc::new(nats.publisher());
     let cleanup = async move {
         let _ = nats.flush().await;
-        let _ = js.delete_stream(&stream).await;
+        let _ = stream.js.delete_stream(&stream.name).await;
     };
     (subscriber, publisher, cleanup)
 }

@@ -47,22 +47,24 @@ pub(crate) async fn memory(settings: &Settings) {
     let topic = "bench";
     let broker = crate::memory::backlog(settings, topic);
     let subscriber = broker.subscribe(topic, "bench");
-    let (before, _) = rss_mib();
-    reset_peak();
-    crate::drain::with_wharf(
-        Variant::Recommended,
-        settings,
-        subscriber,
-        Arc::new(broker.clone()),
-        Arc::default(),
-    )
-    .await;
-    report("memory", settings, before);
+    measure("memory", settings, subscriber, Arc::new(broker.clone())).await;
 }
 
 /// NATS JetStream: the backlog lives in the server.
 pub(crate) async fn nats(settings: &Settings) {
     let (subscriber, publisher, cleanup) = crate::nats::prepared(settings, "rss").await;
+    measure("nats (JetStream)", settings, subscriber, publisher).await;
+    cleanup.await;
+}
+
+/// Drains `subscriber` with the recommended stack and reports the resident set before and
+/// at its peak during the drain.
+async fn measure<S: wharf::Subscriber>(
+    broker: &str,
+    settings: &Settings,
+    subscriber: S,
+    publisher: Arc<dyn wharf::Publisher>,
+) {
     let (before, _) = rss_mib();
     reset_peak();
     crate::drain::with_wharf(
@@ -73,6 +75,5 @@ pub(crate) async fn nats(settings: &Settings) {
         Arc::default(),
     )
     .await;
-    report("nats (JetStream)", settings, before);
-    cleanup.await;
+    report(broker, settings, before);
 }
