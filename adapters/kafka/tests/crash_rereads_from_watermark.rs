@@ -11,38 +11,11 @@
 mod mock;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use wharf::{Acker as _, Outcome};
-use wharf_kafka::{KafkaAcker, KafkaClient, KafkaSubscriber};
+use wharf_kafka::KafkaClient;
 
 const MESSAGES: usize = 60;
-
-/// Reads deliveries until `count` arrived; returns them by partition, in arrival order,
-/// as `(offset, acker)`.
-async fn read(
-    subscriber: &mut KafkaSubscriber,
-    count: usize,
-) -> BTreeMap<i32, Vec<(i64, KafkaAcker)>> {
-    let mut by_partition: BTreeMap<i32, Vec<(i64, KafkaAcker)>> = BTreeMap::new();
-    for _ in 0..count {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), subscriber.next())
-            .await
-            .expect("a delivery within 20 s")
-            .expect("the subscriber is open")
-            .expect("no consumer error");
-        let (message, acker) = delivery.into_parts();
-        let origin = message.origin();
-        let partition = i32::try_from(origin.partition().unwrap()).unwrap();
-        let offset = i64::try_from(origin.offset().unwrap()).unwrap();
-        by_partition
-            .entry(partition)
-            .or_default()
-            .push((offset, acker));
-    }
-    by_partition
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_rereads_from_the_unsettled_offset() {
@@ -67,7 +40,7 @@ async fn crash_rereads_from_the_unsettled_offset() {
     // First member: reads everything, acks every offset except the middle one of each
     // partition, whose acker it keeps.
     let mut first = kafka.subscriber().await.unwrap();
-    let deliveries = read(&mut first, MESSAGES).await;
+    let deliveries = mock::read(&mut first, MESSAGES).await;
     assert_eq!(
         deliveries.keys().copied().collect::<Vec<_>>(),
         ends.keys().copied().collect::<Vec<_>>(),
@@ -121,7 +94,7 @@ async fn crash_rereads_from_the_unsettled_offset() {
     // records after it again.
     let mut second = kafka.subscriber().await.unwrap();
     let again: usize = ends.iter().map(|(p, end)| (end - held[p]) as usize).sum();
-    let deliveries = read(&mut second, again).await;
+    let deliveries = mock::read(&mut second, again).await;
     for (partition, list) in &deliveries {
         let offsets: Vec<i64> = list.iter().map(|(o, _)| *o).collect();
         assert_eq!(

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use wharf::{Message, Publisher as _};
 use wharf_kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use wharf_kafka::rdkafka::mocking::MockCluster;
 use wharf_kafka::rdkafka::producer::DefaultProducerContext;
 use wharf_kafka::rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use wharf_kafka::rdkafka::ClientConfig;
-use wharf_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
+use wharf_kafka::{KafkaAcker, KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 /// Partitions of every test topic.
 pub const PARTITIONS: i32 = 3;
@@ -57,6 +58,31 @@ pub async fn publish_all(publisher: &KafkaPublisher, topic: &str, messages: Vec<
     for m in messages {
         publisher.publish(topic, m).await.unwrap();
     }
+}
+
+/// Reads deliveries from `subscriber` until `count` arrived; returns them by partition, in
+/// arrival order, as `(offset, acker)`.
+pub async fn read(
+    subscriber: &mut KafkaSubscriber,
+    count: usize,
+) -> BTreeMap<i32, Vec<(i64, KafkaAcker)>> {
+    let mut by_partition: BTreeMap<i32, Vec<(i64, KafkaAcker)>> = BTreeMap::new();
+    for _ in 0..count {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), subscriber.next())
+            .await
+            .expect("a delivery within 20 s")
+            .expect("the subscriber is open")
+            .expect("no consumer error");
+        let (message, acker) = delivery.into_parts();
+        let origin = message.origin();
+        let partition = i32::try_from(origin.partition().unwrap()).unwrap();
+        let offset = i64::try_from(origin.offset().unwrap()).unwrap();
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, acker));
+    }
+    by_partition
 }
 
 /// Waits (up to 20 s) until `subscriber` holds at least `partitions` partitions.
