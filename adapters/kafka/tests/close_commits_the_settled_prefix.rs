@@ -13,22 +13,18 @@ mod mock;
 use std::collections::BTreeMap;
 
 use wharf::{Acker as _, Outcome, Subscriber as _};
-use wharf_kafka::KafkaClient;
 
 const MESSAGES: usize = 90;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_commits_the_settled_prefix() {
-    let topic = mock::unique("close");
-    let group = mock::unique("close-group");
-    let cluster = mock::cluster(1, &topic);
-    let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
-    let messages = (0..MESSAGES)
-        .map(|i| mock::keyed(&format!("m{i}"), &format!("key-{i}")))
-        .collect();
-    mock::publish_all(&kafka.publisher(), &topic, messages).await;
-    let ends = mock::end_offsets(&bootstrap, &topic).await;
+    let mock::Published {
+        kafka,
+        bootstrap,
+        topic,
+        group,
+        ends,
+    } = mock::published("close", MESSAGES).await;
 
     let mut member = kafka.subscriber().await.unwrap();
     let deliveries = mock::read(&mut member, MESSAGES).await;

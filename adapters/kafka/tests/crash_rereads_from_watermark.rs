@@ -13,23 +13,18 @@ mod mock;
 use std::collections::BTreeMap;
 
 use wharf::{Acker as _, Outcome};
-use wharf_kafka::KafkaClient;
 
 const MESSAGES: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_rereads_from_the_unsettled_offset() {
-    let topic = mock::unique("crash");
-    let group = mock::unique("crash-group");
-    let cluster = mock::cluster(1, &topic);
-    let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
-
-    let messages = (0..MESSAGES)
-        .map(|i| mock::keyed(&format!("m{i}"), &format!("key-{i}")))
-        .collect();
-    mock::publish_all(&kafka.publisher(), &topic, messages).await;
-    let ends = mock::end_offsets(&bootstrap, &topic).await;
+    let mock::Published {
+        kafka,
+        bootstrap,
+        topic,
+        group,
+        ends,
+    } = mock::published("crash", MESSAGES).await;
     for (p, end) in &ends {
         assert!(
             *end >= 3,

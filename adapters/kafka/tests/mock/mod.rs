@@ -14,7 +14,7 @@ use wharf_kafka::rdkafka::mocking::MockCluster;
 use wharf_kafka::rdkafka::producer::DefaultProducerContext;
 use wharf_kafka::rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use wharf_kafka::rdkafka::ClientConfig;
-use wharf_kafka::{KafkaAcker, KafkaConfig, KafkaPublisher, KafkaSubscriber};
+use wharf_kafka::{KafkaAcker, KafkaClient, KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 /// Partitions of every test topic.
 pub const PARTITIONS: i32 = 3;
@@ -40,6 +40,38 @@ pub fn config(cluster: &Cluster, topic: &str, group: &str) -> KafkaConfig {
         .group(group)
         .session_timeout(Duration::from_secs(6))
         .commit_interval(Duration::from_millis(100))
+}
+
+/// A one-broker cluster whose fresh topic holds `messages` keyed messages (`m<i>` with
+/// key `key-<i>`), and a client for a fresh group on it.
+pub struct Published {
+    pub kafka: KafkaClient,
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    /// The end offset of every partition.
+    pub ends: BTreeMap<i32, i64>,
+}
+
+/// Sets up [`Published`]; names start with `prefix`.
+pub async fn published(prefix: &str, messages: usize) -> Published {
+    let topic = unique(prefix);
+    let group = unique(&format!("{prefix}-group"));
+    let cluster = cluster(1, &topic);
+    let bootstrap = cluster.bootstrap_servers();
+    let kafka = KafkaClient::new(config(cluster, &topic, &group)).unwrap();
+    let batch = (0..messages)
+        .map(|i| keyed(&format!("m{i}"), &format!("key-{i}")))
+        .collect();
+    publish_all(&kafka.publisher(), &topic, batch).await;
+    let ends = end_offsets(&bootstrap, &topic).await;
+    Published {
+        kafka,
+        bootstrap,
+        topic,
+        group,
+        ends,
+    }
 }
 
 /// A topic or group name no other test uses.
