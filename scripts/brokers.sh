@@ -1,46 +1,104 @@
-# Broker provisioning for scripts/test.sh. Each `ensure_<broker>` makes sure the broker
-# is installed and answering on loopback, or fails with a message saying why.
+# Broker and database provisioning for scripts/test.sh and scripts/bench.sh. Each
+# `ensure_<service>` makes sure the service is installed and answering on loopback, or
+# fails with a message saying why. Every function is idempotent: a second run finds the
+# service running and returns at once; a fresh machine gets it installed first.
+#
+#   service      how it is installed                          where it listens
+#   RabbitMQ     Debian's rabbitmq-server (3.10)              127.0.0.1:5672
+#   Kafka        Apache Kafka 4.x jars from Maven Central     127.0.0.1:9092 (KRaft, one node)
+#   NATS         nats-server 2.x via `go install`             127.0.0.1:4222 (JetStream on)
+#   PostgreSQL   Debian's postgresql (15), trust auth         127.0.0.1:5432, database `test`
+#   Redis        Debian's redis-server                        127.0.0.1:6379
+#
+# Installed things live under $WHARF_CACHE (default ~/.cache/wharf); data and logs of the
+# services started here live under $WHARF_RUN (default /var/tmp/wharf).
+
+WHARF_CACHE=${WHARF_CACHE:-$HOME/.cache/wharf}
+WHARF_RUN=${WHARF_RUN:-/var/tmp/wharf}
+BROKERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Pinned versions. Kafka's are in scripts/kafka/pom.xml.
+NATS_SERVER_VERSION=v2.15.2
+
+# True when a TCP port on 127.0.0.1 accepts connections.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
 
 # Waits until a TCP port on 127.0.0.1 accepts connections.
 wait_for_port() {
   local port=$1 name=$2 tries=${3:-60}
   for _ in $(seq "$tries"); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
+    port_open "$port" && return 0
     sleep 1
   done
-  echo "error: $name is not answering on 127.0.0.1:$port" >&2
+  echo "error: $name is not answering on 127.0.0.1:$port after ${tries}s" >&2
   return 1
 }
 
-# nats-server with JetStream on 127.0.0.1:4222 (the NATS adapter's broker tests).
-ensure_nats() {
-  if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
-    return 0
+APT_UPDATED=0
+# Installs Debian packages that are missing (one `apt-get update` per script run).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  echo "installing ${missing[*]} (apt)"
+  if [[ $APT_UPDATED == 0 ]]; then
+    apt-get update -qq || { echo "error: apt-get update failed" >&2; return 1; }
+    APT_UPDATED=1
   fi
-  if [[ ! -x /usr/sbin/nats-server ]]; then
-    echo "installing nats-server (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null \
-      || { echo "error: could not install nats-server" >&2; return 1; }
-  fi
-  mkdir -p /var/lib/nats-server
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
-    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log \
-    || { echo "error: could not start nats-server" >&2; return 1; }
-  wait_for_port 4222 nats-server 30
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || { echo "error: could not install ${missing[*]} (apt)" >&2; return 1; }
 }
 
-# RabbitMQ on 127.0.0.1:5672 (the RabbitMQ adapter's broker tests and example).
+# ---- NATS ---------------------------------------------------------------------------
+
+# nats-server with JetStream on 127.0.0.1:4222, built with `go install` from the Go
+# module proxy (about a minute the first time) into $WHARF_CACHE/go/bin.
+nats_server_bin() { echo "$WHARF_CACHE/nats-server-$NATS_SERVER_VERSION/nats-server"; }
+
+install_nats_server() {
+  local bin dir
+  bin=$(nats_server_bin)
+  [[ -x "$bin" ]] && return 0
+  command -v go >/dev/null || { echo "error: go is not installed (needed to build nats-server)" >&2; return 1; }
+  dir=$(dirname "$bin")
+  echo "installing nats-server $NATS_SERVER_VERSION (go install; about a minute)"
+  mkdir -p "$dir"
+  GOBIN="$dir" GOFLAGS=-mod=mod go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION" \
+    || { echo "error: could not build nats-server $NATS_SERVER_VERSION with go install" >&2; return 1; }
+}
+
+ensure_nats() {
+  install_nats_server || return 1
+  if port_open 4222; then
+    # Something answers on 4222: make sure it is the pinned server, not an old one.
+    if pgrep -f "$(nats_server_bin)" >/dev/null; then return 0; fi
+    echo "error: 127.0.0.1:4222 is taken by another process (not nats-server $NATS_SERVER_VERSION);" \
+      "stop it (for Debian's 2.9: pkill nats-server) and run again" >&2
+    return 1
+  fi
+  local dir="$WHARF_RUN/nats"
+  mkdir -p "$dir/store"
+  nohup "$(nats_server_bin)" -a 127.0.0.1 -p 4222 -js -sd "$dir/store" >"$dir/nats-server.log" 2>&1 &
+  wait_for_port 4222 nats-server 30 || { tail -20 "$dir/nats-server.log" >&2; return 1; }
+}
+
+# Restarts the nats-server this script runs (the NATS restart test calls it).
+restart_nats() {
+  pkill -f "$(nats_server_bin)" 2>/dev/null || true
+  for _ in $(seq 30); do port_open 4222 || break; sleep 1; done
+  ensure_nats
+}
+
+# ---- RabbitMQ -----------------------------------------------------------------------
+
+# RabbitMQ 3.10 from Debian on 127.0.0.1:5672 (guest/guest).
 ensure_rabbitmq() {
-  if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
-    return 0
-  fi
-  if [[ ! -x /usr/sbin/rabbitmq-server ]]; then
-    echo "installing rabbitmq-server (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null \
-      || { echo "error: could not install rabbitmq-server" >&2; return 1; }
-  fi
+  port_open 5672 && return 0
+  apt_install rabbitmq-server || return 1
   # The node may be up with the app stopped (after `rabbitmqctl stop_app`).
   if rabbitmqctl -q ping >/dev/null 2>&1; then
     rabbitmqctl -q start_app || { echo "error: could not start the RabbitMQ app" >&2; return 1; }
@@ -48,8 +106,13 @@ ensure_rabbitmq() {
     rabbitmq-server -detached || { echo "error: could not start rabbitmq-server" >&2; return 1; }
   fi
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
-  wait_for_port 5672 rabbitmq-server 120
+  wait_for_port 5672 rabbitmq-server 120 || {
+    tail -20 /var/log/rabbitmq/*.log >&2 2>/dev/null
+    return 1
+  }
 }
+
+# ---- Kafka --------------------------------------------------------------------------
 
 # Build dependencies of the Kafka adapter: rdkafka builds the bundled librdkafka with
 # cmake, and librdkafka's cmake build wants the curl headers even with curl off
@@ -58,44 +121,111 @@ ensure_kafka_build_deps() {
   if command -v cmake >/dev/null && [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]]; then
     return 0
   fi
-  echo "installing cmake and libcurl4-openssl-dev (apt)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libcurl4-openssl-dev >/dev/null \
-    || { echo "error: could not install cmake / libcurl4-openssl-dev" >&2; return 1; }
+  apt_install cmake libcurl4-openssl-dev
 }
 
-# tansu 0.6.0 (a Kafka-compatible broker) with in-memory storage on 127.0.0.1:9092.
-# Built from crates.io once per machine (about 15 minutes on 2 cores); memory storage
-# means every start is empty, and tests create their topics explicitly.
-TANSU_VERSION=0.6.0
+# The folder holding Apache Kafka's jars, named after a hash of the pom so a version
+# change fetches anew.
+kafka_libs() {
+  local sum
+  sum=$(cat "$BROKERS_DIR/kafka/pom.xml" | sha256sum | cut -c1-12)
+  echo "$WHARF_CACHE/kafka-$sum/libs"
+}
+
+install_kafka() {
+  local libs
+  libs=$(kafka_libs)
+  [[ -f "$libs/.complete" ]] && return 0
+  command -v java >/dev/null || { echo "error: java is not installed (needed for Apache Kafka)" >&2; return 1; }
+  command -v mvn >/dev/null || { echo "error: mvn is not installed (fetches Apache Kafka from Maven Central)" >&2; return 1; }
+  echo "installing Apache Kafka (Maven Central, pinned in scripts/kafka/pom.xml; about a minute)"
+  rm -rf "$libs"
+  (cd "$BROKERS_DIR/kafka" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$libs") \
+    || { echo "error: could not fetch Apache Kafka's jars with Maven" >&2; return 1; }
+  touch "$libs/.complete"
+}
+
+# Starts java with Kafka's classpath: `kafka_java <main class> <args>`.
+kafka_java() {
+  java -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" -cp "$(kafka_libs)/*" "$@"
+}
+
+# One combined broker+controller (KRaft) on 127.0.0.1:9092, controller on 9093. Data
+# in $WHARF_RUN/kafka/data (formatted once), log in $WHARF_RUN/kafka/kafka.log.
 ensure_kafka() {
   ensure_kafka_build_deps || return 1
-  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
-    return 0
-  fi
-  local tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
-  if [[ ! -x "$tansu" ]] || ! "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "installing tansu $TANSU_VERSION (cargo install; about 15 minutes on 2 cores)"
-    cargo install -q tansu --version "$TANSU_VERSION" --features dynostore --locked \
-      || { echo "error: could not install tansu" >&2; return 1; }
-  fi
-  # tansu reads a .env from its working directory: run it from an empty one.
-  local dir=/tmp/wharf-tansu
+  port_open 9092 && return 0
+  install_kafka || return 1
+  local dir="$WHARF_RUN/kafka"
   mkdir -p "$dir"
-  (cd "$dir" && nohup "$tansu" broker --storage-engine memory://tansu/ \
-    --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --cluster-id wharf-test >"$dir/tansu.log" 2>&1 &) \
-    || { echo "error: could not start tansu" >&2; return 1; }
-  wait_for_port 9092 tansu 60 || { tail -20 "$dir/tansu.log" >&2; return 1; }
+  sed "s|@DATA@|$dir/data|" "$BROKERS_DIR/kafka/server.properties" >"$dir/server.properties"
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    local id
+    id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
+      >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; echo "error: could not format Kafka's storage" >&2; return 1; }
+  fi
+  # 1 GiB heap: plenty for the tests' topics, and leaves the 2-core machine to the tests.
+  nohup java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" \
+    -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  wait_for_port 9092 "Apache Kafka" 90 || { tail -30 "$dir/kafka.log" >&2; return 1; }
+  # The port opens before the broker has registered with its controller; wait for a
+  # metadata answer.
+  for _ in $(seq 60); do
+    kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "error: Apache Kafka listens on 9092 but does not answer metadata requests" >&2
+  tail -30 "$dir/kafka.log" >&2
+  return 1
 }
 
-# Restarts tansu with empty memory storage (benchmarks: a tansu holding every test
-# topic is slower and busier than a fresh one). Only touches a tansu this script runs.
-restart_tansu() {
-  if pkill -f "tansu broker --storage-engine memory://" 2>/dev/null; then
-    for _ in $(seq 30); do
-      (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || break
-      sleep 1
-    done
+# ---- PostgreSQL ---------------------------------------------------------------------
+
+# PostgreSQL from Debian on 127.0.0.1:5432, trust auth for loopback, a `test` database.
+ensure_postgres() {
+  apt_install postgresql || return 1
+  if ! port_open 5432; then
+    local ver
+    ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+    [[ -n "$ver" ]] || { echo "error: no PostgreSQL cluster in /etc/postgresql" >&2; return 1; }
+    local hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    if ! grep -q "wharf-test" "$hba"; then
+      # Loopback only, no password: the tests connect as postgres@127.0.0.1.
+      sed -i '1i host all all 127.0.0.1/32 trust # wharf-test\nhost all all ::1/128 trust # wharf-test' "$hba"
+    fi
+    pg_ctlcluster "$ver" main start || { echo "error: could not start PostgreSQL $ver" >&2; return 1; }
+    wait_for_port 5432 PostgreSQL 60 || return 1
   fi
-  ensure_kafka
+  for _ in $(seq 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 1
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL does not accept connections" >&2; return 1; }
+  if ! psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='test'" | grep -q 1; then
+    psql -h 127.0.0.1 -U postgres -qc "create database test" \
+      || { echo "error: could not create the PostgreSQL database 'test' (is trust auth on for 127.0.0.1?)" >&2; return 1; }
+  fi
+}
+
+# ---- Redis --------------------------------------------------------------------------
+
+# Redis from Debian on 127.0.0.1:6379, no persistence.
+ensure_redis() {
+  apt_install redis-server || return 1
+  if ! port_open 6379; then
+    local dir="$WHARF_RUN/redis"
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --dir "$dir" \
+      --save '' --appendonly no --logfile "$dir/redis.log" \
+      || { echo "error: could not start redis-server" >&2; return 1; }
+    wait_for_port 6379 Redis 30 || return 1
+  fi
+  for _ in $(seq 30); do
+    [[ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" == PONG ]] && return 0
+    sleep 1
+  done
+  echo "error: Redis on 127.0.0.1:6379 does not answer PING" >&2
+  return 1
 }

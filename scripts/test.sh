@@ -19,7 +19,7 @@ source scripts/brokers.sh
 # Build dependencies first: the Kafka adapter builds librdkafka with cmake.
 step "ensure kafka build dependencies (cmake, curl headers)"
 ensure_kafka_build_deps
-BROKERS=(nats rabbitmq kafka)
+BROKERS=(rabbitmq kafka nats postgres redis)
 if [[ "${WHARF_SKIP_BROKERS:-0}" != "1" ]]; then
   for b in "${BROKERS[@]}"; do
     step "ensure $b"

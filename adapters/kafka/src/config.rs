@@ -17,7 +17,8 @@
 //! | `group` | required to subscribe | consumer group id |
 //! | `client_id` | `wharf` | client id the broker logs |
 //! | `offset_reset` | `earliest` | where a group without a committed offset starts: `earliest` or `latest` |
-//! | `session_timeout` | librdkafka's (45 s) | group session timeout ([humantime]) |
+//! | `group_protocol` | `classic` | `classic` (client-side assignment, eager or cooperative) or `consumer` (KIP-848: the broker assigns, incrementally; Kafka 4.0+) |
+//! | `session_timeout` | librdkafka's (45 s) | group session timeout ([humantime]; `classic` only: with `consumer` the broker's `group.consumer.session.timeout.ms` applies) |
 //! | `commit_interval` | `1s` | how often stored watermarks are committed |
 //! | `buffer` | `1024` | messages fetched ahead of the handlers before partitions are paused |
 //! | `retry` | `lane` | `lane` (retry inside the key's lane, order kept) or `topic` (republish to the retry topic) |
@@ -63,6 +64,34 @@ pub enum RetryMode {
     /// topic and runs the copy once it is due. **Not order-preserving**: later messages
     /// of the same key run before the retry.
     Topic,
+}
+
+/// The consumer group protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The classic protocol: members join, the group leader assigns. The assignment
+    /// strategy is librdkafka's (`range,roundrobin`, eager: every rebalance revokes
+    /// every partition) unless `rdkafka.partition.assignment.strategy` says otherwise
+    /// (`cooperative-sticky` moves only the partitions that change owner). The default;
+    /// every Kafka broker has it.
+    #[default]
+    Classic,
+    /// KIP-848's `consumer` protocol (Kafka 4.0+): the broker assigns partitions
+    /// incrementally and owns the session timeout and heartbeat interval
+    /// (`group.consumer.*` broker settings), so `session_timeout`,
+    /// `session.timeout.ms`, `heartbeat.interval.ms` and
+    /// `partition.assignment.strategy` are refused with it.
+    Consumer,
+}
+
+impl GroupProtocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
 }
 
 /// The SASL mechanism.
@@ -146,6 +175,7 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
         "set the brokers in the URL or with `brokers`",
     ),
     ("group.id", "set it with `group`"),
+    ("group.protocol", "set it with `group_protocol`"),
     (
         "enable.auto.commit",
         "the adapter commits settled watermarks itself",
@@ -194,6 +224,7 @@ pub struct KafkaConfig {
     tls_ca_file: Option<PathBuf>,
     sasl: Option<Sasl>,
     offset_reset: OffsetReset,
+    group_protocol: GroupProtocol,
     session_timeout: Option<Duration>,
     commit_interval: Duration,
     buffer: usize,
@@ -226,6 +257,7 @@ impl fmt::Debug for KafkaConfig {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("sasl", &self.sasl)
             .field("offset_reset", &self.offset_reset)
+            .field("group_protocol", &self.group_protocol)
             .field("session_timeout", &self.session_timeout)
             .field("commit_interval", &self.commit_interval)
             .field("buffer", &self.buffer)
@@ -258,6 +290,7 @@ impl KafkaConfig {
             tls_ca_file: None,
             sasl: None,
             offset_reset: OffsetReset::Earliest,
+            group_protocol: GroupProtocol::Classic,
             session_timeout: None,
             commit_interval: Duration::from_secs(1),
             buffer: 1024,
@@ -331,6 +364,12 @@ impl KafkaConfig {
     /// Where a group without a committed offset starts.
     pub fn offset_reset(mut self, reset: OffsetReset) -> Self {
         self.offset_reset = reset;
+        self
+    }
+
+    /// The consumer group protocol (default [`GroupProtocol::Classic`]).
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
         self
     }
 
@@ -467,6 +506,26 @@ impl KafkaConfig {
                 ));
             }
         }
+        if self.group_protocol == GroupProtocol::Consumer {
+            if self.session_timeout.is_some() {
+                return Err(Error::config(
+                    "session_timeout",
+                    "not used with group_protocol=consumer: the broker's group.consumer.session.timeout.ms applies",
+                ));
+            }
+            for name in [
+                "session.timeout.ms",
+                "heartbeat.interval.ms",
+                "partition.assignment.strategy",
+            ] {
+                if self.options.contains_key(name) {
+                    return Err(Error::config(
+                        format!("rdkafka.{name}"),
+                        "not used with group_protocol=consumer: the broker decides it",
+                    ));
+                }
+            }
+        }
         if self.commit_interval.is_zero() || self.commit_interval > Duration::from_secs(86_400) {
             return Err(Error::config(
                 "commit_interval",
@@ -541,7 +600,7 @@ impl KafkaConfig {
     pub(crate) fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
         let mut c = self.client_config();
         c.set("group.id", group);
-        c.set("group.protocol", "classic");
+        c.set("group.protocol", self.group_protocol.as_str());
         c.set("enable.auto.commit", "true");
         c.set(
             "auto.commit.interval.ms",
@@ -700,6 +759,18 @@ fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
                     }
                 }
             }
+            "group_protocol" => {
+                config.group_protocol = match value.as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => {
+                        return Err(Error::config(
+                            "group_protocol",
+                            format!("expected classic or consumer, got `{value}`"),
+                        ))
+                    }
+                }
+            }
             "session_timeout" => {
                 config.session_timeout = Some(parse_duration("session_timeout", &value)?)
             }
@@ -798,6 +869,23 @@ mod tests {
     }
 
     #[test]
+    fn group_protocol_reaches_librdkafka() {
+        let classic: KafkaConfig = "kafka://127.0.0.1:9092/orders?group=g&session_timeout=6s"
+            .parse()
+            .unwrap();
+        let c = classic.consumer_config("g");
+        assert_eq!(c.get("group.protocol"), Some("classic"));
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        let consumer: KafkaConfig = "kafka://127.0.0.1:9092/orders?group=g&group_protocol=consumer"
+            .parse()
+            .unwrap();
+        let c = consumer.consumer_config("g");
+        assert_eq!(c.get("group.protocol"), Some("consumer"));
+        assert_eq!(c.get("session.timeout.ms"), None);
+        assert_eq!(c.get("heartbeat.interval.ms"), None);
+    }
+
+    #[test]
     fn defaults_derive_topics_from_the_source() {
         let c: KafkaConfig = "kafka://127.0.0.1:9092/orders?group=g".parse().unwrap();
         assert_eq!(c.retry_topic_for("orders"), "orders.retry");
@@ -825,6 +913,22 @@ mod tests {
                 "commit_interval",
             ),
             ("kafka://127.0.0.1:9092/or ders?group=g", "topics"),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&group_protocol=new",
+                "group_protocol",
+            ),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&group_protocol=consumer&session_timeout=6s",
+                "session_timeout",
+            ),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&group_protocol=consumer&rdkafka.partition.assignment.strategy=range",
+                "rdkafka.partition.assignment.strategy",
+            ),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&rdkafka.group.protocol=consumer",
+                "rdkafka.group.protocol",
+            ),
             (
                 "kafka://127.0.0.1:9092/orders?group=g&colour=blue",
                 "colour",

@@ -4,7 +4,8 @@
 //! # Delivery semantics
 //!
 //! **At-least-once, ordered per key, parallel across keys.** A subscriber is a member of
-//! a consumer group (`group.protocol=classic`); Kafka assigns it partitions. Records of
+//! a consumer group (classic protocol, or KIP-848 `consumer` with
+//! [`GroupProtocol::Consumer`]); Kafka assigns it partitions. Records of
 //! one partition are handed to the runtime in offset order, and the runtime's key lanes
 //! ([`Ordering::PerKey`](wharf::Ordering::PerKey), the default) run messages of one key
 //! one after another while **different keys of the same partition run in parallel**, up
@@ -80,10 +81,10 @@ pub mod subscriber;
 
 pub use acker::KafkaAcker;
 pub use client::KafkaClient;
-pub use config::{KafkaConfig, OffsetReset, RetryMode, Sasl, SaslMechanism, Secret};
+pub use config::{GroupProtocol, KafkaConfig, OffsetReset, RetryMode, Sasl, SaslMechanism, Secret};
 pub use error::KafkaError;
 pub use publisher::KafkaPublisher;
-pub use subscriber::KafkaSubscriber;
+pub use subscriber::{AssignedPartitions, KafkaSubscriber};
 
 /// Re-exported so users name the same rdkafka as the adapter (mock clusters, options).
 pub use rdkafka;

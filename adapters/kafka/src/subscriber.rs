@@ -154,6 +154,25 @@ impl ConsumerContext for GroupContext {
 
 pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
 
+/// Reads a subscriber's current assignment (see
+/// [`KafkaSubscriber::assigned_partitions`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AssignedPartitions(Arc<Assignment>);
+
+impl AssignedPartitions {
+    /// The partitions assigned now, as `(topic, partition)`, sorted.
+    pub fn get(&self) -> Vec<(String, i32)> {
+        let mut all: Vec<_> = self
+            .0
+            .all()
+            .iter()
+            .map(|s| (s.topic.to_string(), s.partition))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
 // ===== driver =====
 
 /// What the driver hands the subscriber.
@@ -380,15 +399,13 @@ impl KafkaSubscriber {
 
     /// The partitions currently assigned to this member, as `(topic, partition)`.
     pub fn assigned(&self) -> Vec<(String, i32)> {
-        let mut all: Vec<_> = self
-            .shared
-            .assignment
-            .all()
-            .iter()
-            .map(|s| (s.topic.to_string(), s.partition))
-            .collect();
-        all.sort();
-        all
+        self.assigned_partitions().get()
+    }
+
+    /// A handle that reads this member's assignment, for after the subscriber moved
+    /// into a [`Consumer`](wharf::Consumer) (health checks, "who owns which partition").
+    pub fn assigned_partitions(&self) -> AssignedPartitions {
+        AssignedPartitions(self.shared.assignment.clone())
     }
 
     /// A record leaves the queue (handed out or discarded); wakes the driver once the

@@ -1,4 +1,5 @@
-//! The conformance suite against the local tansu broker (`scripts/test.sh` starts it).
+//! The conformance suite against Apache Kafka 4.x (`scripts/brokers.sh` starts one KRaft
+//! node on 127.0.0.1:9092), once per group protocol: classic and KIP-848 `consumer`.
 //!
 //! A topic is a Kafka topic with three partitions; a group is a consumer group; dead
 //! letters are read back from `<topic>.dlq`.
@@ -13,31 +14,43 @@ use std::time::Duration;
 use wharf::headers::names;
 use wharf::Capabilities;
 use wharf_conformance::{conformance_tests, AdapterFactory, DeadLetterRecord};
-use wharf_kafka::{KafkaClient, KafkaPublisher, KafkaSubscriber, RetryMode};
+use wharf_kafka::{GroupProtocol, KafkaClient, KafkaPublisher, KafkaSubscriber, RetryMode};
 
-struct TansuFactory {
+struct KafkaFactory {
     kafka: KafkaClient,
+    name: &'static str,
 }
 
-impl TansuFactory {
-    fn new() -> Self {
-        TansuFactory {
-            kafka: KafkaClient::new(common::tansu_config()).unwrap(),
+impl KafkaFactory {
+    /// The classic group protocol (librdkafka's eager default assignment).
+    fn classic() -> Self {
+        KafkaFactory {
+            kafka: KafkaClient::new(common::kafka_config()).unwrap(),
+            name: "kafka-classic",
+        }
+    }
+
+    /// KIP-848: the broker assigns partitions, incrementally.
+    fn consumer_protocol() -> Self {
+        let config = common::kafka_config_without_session().group_protocol(GroupProtocol::Consumer);
+        KafkaFactory {
+            kafka: KafkaClient::new(config).unwrap(),
+            name: "kafka-consumer-protocol",
         }
     }
 }
 
-impl AdapterFactory for TansuFactory {
+impl AdapterFactory for KafkaFactory {
     type Subscriber = KafkaSubscriber;
     type Publisher = KafkaPublisher;
 
     fn name(&self) -> &str {
-        "kafka-tansu"
+        self.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        // Kafka keeps messages on disk; tansu keeps them in memory here, and this factory
-        // cannot restart it, so the suite's restart tests skip themselves.
+        // This factory cannot restart the broker, so the suite's restart tests skip
+        // themselves.
         wharf_kafka::subscriber::capabilities(RetryMode::Lane)
     }
 
@@ -88,11 +101,26 @@ impl AdapterFactory for TansuFactory {
         Ok(())
     }
 
+    fn large_payload_size(&self) -> usize {
+        // librdkafka's default `message.max.bytes` is 1,000,000 bytes for a record with
+        // its key, headers and framing (Apache Kafka's own default is 1,048,588 per
+        // batch), so a 1 MiB payload does not fit with the defaults users run. A
+        // payload just under the limit does.
+        990_000
+    }
+
     fn timeout(&self) -> Duration {
-        // Group joins on tansu take about half the session timeout, and a test may join
-        // several times.
-        Duration::from_secs(45)
+        // A test may join and leave the group several times.
+        Duration::from_secs(30)
     }
 }
 
-conformance_tests!(ignore = "needs kafka", TansuFactory::new());
+mod classic {
+    use super::*;
+    conformance_tests!(ignore = "needs kafka", KafkaFactory::classic());
+}
+
+mod consumer_protocol {
+    use super::*;
+    conformance_tests!(ignore = "needs kafka", KafkaFactory::consumer_protocol());
+}
