@@ -4,13 +4,12 @@
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wharf_nats::{NatsClient, NatsConfig};
 
 pub const URL: &str = "nats://127.0.0.1:4222";
 const ADDR: &str = "127.0.0.1:4222";
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 /// Connects to the local server.
 pub async fn connect(config: NatsConfig) -> NatsClient {
@@ -101,55 +100,29 @@ fn port_open() -> bool {
     .is_ok()
 }
 
-/// Starts nats-server exactly as the machine does, if it is not answering.
+/// Runs one of `scripts/brokers.sh`'s functions (the same nats-server, flags and store
+/// directory as the test script starts).
+fn brokers_sh(function: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/brokers.sh");
+    let status = Command::new("bash")
+        .args(["-c", &format!("source '{script}' && {function}")])
+        .status()
+        .unwrap_or_else(|e| panic!("running scripts/brokers.sh {function} failed: {e}"));
+    assert!(status.success(), "scripts/brokers.sh {function} failed: {status}");
+    assert!(port_open(), "nats-server does not answer on {ADDR}");
+}
+
+/// Starts nats-server as `scripts/brokers.sh` does, if it is not answering.
 pub fn ensure_nats_server() {
     if port_open() {
         return;
     }
-    let status = Command::new("start-stop-daemon")
-        .args([
-            "--start",
-            "--oknodo",
-            "--background",
-            "--exec",
-            NATS_SERVER,
-            "--",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "4222",
-            "-js",
-            "-sd",
-            "/var/lib/nats-server",
-            "-l",
-            "/var/log/nats-server.log",
-        ])
-        .status()
-        .expect("running start-stop-daemon");
-    assert!(status.success(), "starting nats-server failed: {status}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !port_open() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not answer on {ADDR} within 30 s of starting"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    brokers_sh("ensure_nats");
 }
 
 /// Stops nats-server, waits until the port is closed, starts it again, waits for it.
 pub fn restart_nats_server() {
-    let status = Command::new("start-stop-daemon")
-        .args(["--stop", "--oknodo", "--retry", "10", "--exec", NATS_SERVER])
-        .status()
-        .expect("running start-stop-daemon");
-    assert!(status.success(), "stopping nats-server failed: {status}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while port_open() {
-        assert!(Instant::now() < deadline, "nats-server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    ensure_nats_server();
+    brokers_sh("restart_nats");
 }
 
 /// Makes sure nats-server runs again when dropped (even when the test fails).
