@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, on this machine, and prints the
 # results: throughput against each broker's plain client (memory, RabbitMQ, NATS Core,
-# NATS JetStream, Kafka on tansu), the Kafka key-parallel scenario, and peak RSS while
+# NATS JetStream, Apache Kafka with Kafka's own consumer perf tool beside it), the Kafka
+# key-parallel scenario, and peak RSS while
 # draining a 1,000,000-message backlog. Starts the brokers like scripts/test.sh.
 #
 #   scripts/bench.sh               everything (about 20 minutes on 2 cores)
@@ -9,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/brokers.sh
-ensure_kafka_build_deps
-for b in nats rabbitmq; do "ensure_$b"; done
-restart_tansu
+for b in rabbitmq kafka nats; do "ensure_$b"; done
+# Kafka's own consumer benchmark (kafka-consumer-perf-test.sh) on the bench's backlog.
+export KAFKA_PERF_TEST="java -Xmx512m -cp $(kafka_libs)/* org.apache.kafka.tools.ConsumerPerformance"
 
 ROUNDS=${ROUNDS:-5}
 cargo build -q --release -p wharf-bench
@@ -22,7 +23,7 @@ $bench --broker memory   --messages 200000 --rounds "$ROUNDS"
 $bench --broker nats-core --messages 200000 --rounds "$ROUNDS"
 $bench --broker nats     --messages 100000 --rounds "$ROUNDS"
 $bench --broker rabbitmq --messages 20000  --rounds "$ROUNDS"
-$bench --broker kafka    --messages 50000  --rounds 3
+$bench --broker kafka    --messages 500000 --rounds "$ROUNDS"
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3 --in-flight 1024
 $bench --broker memory   --scenario backlog-rss --messages 1000000

@@ -1,11 +1,16 @@
-//! Kafka (tansu on 127.0.0.1:9092, or `KAFKA_BROKERS`): the plain loop is an rdkafka
+//! Kafka (Apache Kafka on 127.0.0.1:9092, or `KAFKA_BROKERS`): the plain loop is an rdkafka
 //! `StreamConsumer` in a fresh group with auto-commit and manual offset store, calling
 //! `store_offset_from_message` after each record, as in the rdkafka at-least-once
 //! example.
 //!
-//! Every drain gets a fresh 3-partition topic with the backlog already stored (one
-//! record per produce batch: tansu 0.6 mishandles fetches from inside a batch);
-//! publishing is not timed.
+//! Every drain gets a fresh 3-partition topic with the backlog already stored, produced
+//! in normal batches (`linger.ms=5`, librdkafka's default batch size), so fetches return
+//! many records per request as in production; publishing is not timed.
+//!
+//! With `KAFKA_PERF_TEST` set to a command (`scripts/bench.sh` sets it to Apache
+//! Kafka's `ConsumerPerformance`, the class behind `kafka-consumer-perf-test.sh`), the
+//! same backlog is also drained by that tool and its figure printed: the broker's
+//! ceiling on this machine.
 //!
 //! `--scenario key-parallel` runs the key-parallel comparison instead: a handler that
 //! awaits 1 ms, many keys over 3 partitions, wharf's key lanes against partition-serial
@@ -53,11 +58,10 @@ async fn backlog(topic: &str, messages: usize, size: usize, keys: usize) -> Kafk
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.idempotence", "true")
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
+        .set("linger.ms", "5")
         .create()
         .unwrap_or_else(|e| fail("creating the producer", e));
-    let mut pending = Vec::with_capacity(2000);
+    let mut pending = Vec::with_capacity(20_000);
     let mut per_key = vec![0u32; keys];
     for i in 0..messages {
         let k = i % keys;
@@ -84,7 +88,7 @@ async fn backlog(topic: &str, messages: usize, size: usize, keys: usize) -> Kafk
             }
         };
         pending.push(delivery);
-        if pending.len() == 2000 {
+        if pending.len() == 20_000 {
             for d in pending.drain(..) {
                 wait_delivered(d).await;
             }
@@ -327,5 +331,49 @@ pub(crate) async fn key_parallel(settings: &Settings) {
     println!(
         "  median ratio wharf ÷ partition-serial: {:.1}",
         ratios[ratios.len() / 2]
+    );
+}
+
+/// Drains a fresh backlog (as the rounds do) with the command in `KAFKA_PERF_TEST`
+/// (Apache Kafka's `ConsumerPerformance`) and prints its rate; does nothing when the
+/// variable is unset.
+pub(crate) async fn perf_tool(settings: &Settings) {
+    let Ok(command) = std::env::var("KAFKA_PERF_TEST") else {
+        return;
+    };
+    let topic = format!("bench-{}-perf", std::process::id());
+    backlog(&topic, settings.messages, settings.size, 1000).await;
+    let mut words = command.split_whitespace();
+    let program = words
+        .next()
+        .unwrap_or_else(|| fail("KAFKA_PERF_TEST", "empty"));
+    let output = tokio::process::Command::new(program)
+        .args(words)
+        .args(["--bootstrap-server", &brokers(), "--topic", &topic])
+        .args(["--messages", &settings.messages.to_string()])
+        .args(["--group", &format!("{topic}-group"), "--timeout", "60000"])
+        .output()
+        .await
+        .unwrap_or_else(|e| fail("running KAFKA_PERF_TEST", e));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        fail(
+            "KAFKA_PERF_TEST",
+            format!(
+                "{}\n{stdout}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        );
+    }
+    // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
+    // nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    let Some(line) = stdout.lines().rev().find(|l| l.split(',').count() >= 10) else {
+        fail("KAFKA_PERF_TEST", format!("no result line in: {stdout}"));
+    };
+    let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+    println!(
+        "kafka-consumer-perf-test on the same backlog ({} messages of {} B, 3 partitions): {} msg/s fetching (after the group join; {} msg/s including it)",
+        settings.messages, settings.size, cols[9], cols[5]
     );
 }

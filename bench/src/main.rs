@@ -3,7 +3,7 @@
 //! the three in every round so drift hits them alike, and prints msgs/s with the ratios.
 //!
 //! Run with `cargo run --release -p wharf-bench -- --broker memory` (or `nats`:
-//! JetStream on 127.0.0.1:4222; `nats-core`: Core NATS there; `rabbitmq` on 127.0.0.1:5672; `kafka`: tansu or Kafka on
+//! JetStream on 127.0.0.1:4222; `nats-core`: Core NATS there; `rabbitmq` on 127.0.0.1:5672; `kafka`: Apache Kafka on
 //! 127.0.0.1:9092) (`--messages 200000 --size 256 --rounds 5 --in-flight 256`).
 //! `--broker kafka --scenario key-parallel` compares wharf's key lanes with
 //! partition-serial processing for a handler that awaits 1 ms; `--scenario backlog-rss`
@@ -158,6 +158,9 @@ async fn main() -> ExitCode {
         }
     };
     report::print(&broker, &settings, &results);
+    if broker == "kafka" {
+        kafka::perf_tool(&settings).await;
+    }
     ExitCode::SUCCESS
 }
 

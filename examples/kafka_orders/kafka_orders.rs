@@ -3,7 +3,7 @@
 //! are committed only below what is settled.
 //!
 //! Run with `cargo run --example kafka_orders` (needs a Kafka-compatible broker on
-//! 127.0.0.1:9092, such as tansu as `scripts/test.sh` starts it; `KAFKA_BROKERS` points
+//! 127.0.0.1:9092, such as Apache Kafka as `scripts/brokers.sh` starts it; `KAFKA_BROKERS` points
 //! elsewhere; `RUST_LOG=wharf=debug` shows each decision).
 //!
 //! 40 customers each send 10 order events (numbered 1..=10 per customer) to a fresh
@@ -115,8 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let config = KafkaConfig::new(brokers, [topic.as_str()])
         .group("order-service")
-        // A short session timeout makes the group join quick (tansu answers a join after
-        // about half of it).
+        // A short session timeout: a member that dies is replaced within seconds.
         .session_timeout(Duration::from_secs(6));
     let kafka = KafkaClient::new(config)?;
     kafka.create_topic(&topic, 3).await?;

@@ -108,7 +108,10 @@ fn brokers_sh(function: &str) {
         .args(["-c", &format!("source '{script}' && {function}")])
         .status()
         .unwrap_or_else(|e| panic!("running scripts/brokers.sh {function} failed: {e}"));
-    assert!(status.success(), "scripts/brokers.sh {function} failed: {status}");
+    assert!(
+        status.success(),
+        "scripts/brokers.sh {function} failed: {status}"
+    );
     assert!(port_open(), "nats-server does not answer on {ADDR}");
 }
 
