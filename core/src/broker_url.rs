@@ -5,6 +5,15 @@
 //! separated host list (which URL parsers reject) and credentials (which must never reach
 //! an error message). Path and query are percent-decoded.
 //!
+//! # Credentials
+//!
+//! The credentials run to the **last `@`** of the URL, so a password may hold any
+//! printable character, `/`, `?`, `#` and `@` included, encoded or not: passwords are
+//! often generated, and a password split into the host list or the query would end up in
+//! a validation error. The price is that a `@` in the path or the query must be written
+//! `%40` (topic, stream and queue names never need one). Whatever the split, no error
+//! quotes the input, the credentials or a decoded password.
+//!
 //! ```
 //! let url = wharf::broker_url::parse("kafka://app:s3cret@h1:9092,h2:9092/orders?group=g", &["kafka"])?;
 //! assert_eq!(url.hosts, ["h1:9092", "h2:9092"]);
@@ -65,13 +74,15 @@ pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {
             format!("unsupported scheme `{scheme}` (expected {})", expected()),
         ));
     }
-    let (authority, path_query) = match rest.find(['/', '?']) {
+    // The credentials first, up to the last `@` (see the module docs), so that nothing of
+    // a password that holds `/`, `?` or `#` is taken for the path or the query.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_owned()), r),
+        None => (None, rest),
+    };
+    let (hosts, path_query) = match rest.find(['/', '?', '#']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
-    };
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u.to_owned()), h),
-        None => (None, authority),
     };
     let hosts: Vec<String> = hosts
         .split(',')
@@ -100,6 +111,50 @@ pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {
     })
 }
 
+/// Splits one `host[:port]` of [`BrokerUrl::hosts`] (`[v6]:port` for IPv6), using
+/// `default_port` when none is given; `field` names it in the error.
+///
+/// ```
+/// use wharf::broker_url::host_port;
+/// assert_eq!(host_port("h:5673", 5672, "host")?, ("h".to_owned(), 5673));
+/// assert_eq!(host_port("[::1]", 5672, "host")?, ("::1".to_owned(), 5672));
+/// # Ok::<(), wharf::Error>(())
+/// ```
+pub fn host_port(host: &str, default_port: u16, field: &str) -> Result<(String, u16), Error> {
+    let (name, port) = if let Some(v6) = host.strip_prefix('[') {
+        let (name, after) = v6
+            .split_once(']')
+            .ok_or_else(|| Error::config(field, format!("`{host}`: `[` without `]`")))?;
+        match after {
+            "" => (name, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (name, Some(port)),
+                None => {
+                    return Err(Error::config(
+                        field,
+                        format!("`{host}`: expected `:port` after `]`"),
+                    ))
+                }
+            },
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty() {
+        return Err(Error::config(field, "empty host name"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse()
+            .map_err(|_| Error::config(field, format!("`{p}` is not a port number")))?,
+    };
+    Ok((name.to_owned(), port))
+}
+
 /// Percent-decodes one URL part (`+` stays a plus); `field` names it in the error.
 pub fn decode(s: &str, field: &str) -> Result<String, Error> {
     form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
@@ -120,6 +175,40 @@ mod tests {
         for bad in ["http://u:secret@h/", "u:secret@h", "nats://u:secret@/s"] {
             let e = parse(bad, &["nats"]).unwrap_err().to_string();
             assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn credentials_run_to_the_last_at() {
+        // Failed before the split moved to the last `@`: the authority ended at the first
+        // `/` or `?`, so `pa/ss` put `ss@h:1` into the path and `pa` into the hosts.
+        for password in ["pa/ss", "pa?ss=1", "pa#ss", "p@ss", "/?#@:,"] {
+            let url = parse(
+                &format!("kafka://u:{password}@h:1,h2:2/t?group=g"),
+                &["kafka"],
+            )
+            .unwrap_or_else(|e| panic!("{password}: {e}"));
+            assert_eq!(url.userinfo.as_deref(), Some(&*format!("u:{password}")));
+            assert_eq!(url.hosts, ["h:1", "h2:2"]);
+            assert_eq!(url.path, "t");
+            assert_eq!(url.query, [("group".to_owned(), "g".to_owned())]);
+        }
+        // A `@` in the query must be encoded: `%40` stays in the query.
+        let url = parse("kafka://h:1/t?client_id=a%40b", &["kafka"]).unwrap();
+        assert_eq!(url.userinfo, None);
+        assert_eq!(url.query[0].1, "a@b");
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(host_port("h", 1, "host").unwrap(), ("h".to_owned(), 1));
+        assert_eq!(
+            host_port("[::1]:9", 1, "host").unwrap(),
+            ("::1".to_owned(), 9)
+        );
+        for bad in ["h:x", ":1", "[::1", "[::1]x", "h:70000"] {
+            let e = host_port(bad, 1, "host").unwrap_err().to_string();
+            assert!(e.contains("host"), "{e}");
         }
     }
 

@@ -52,7 +52,8 @@ use std::time::Duration;
 
 use lapin::types::ShortString;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use url::Url;
+use wharf::broker_url::{self, decode};
+use wharf::secret::Secret;
 use wharf::Error;
 
 /// The type of every queue the adapter declares (work, retry tiers, dead letters).
@@ -88,7 +89,7 @@ pub struct RabbitConfig {
     pub(crate) port: u16,
     pub(crate) vhost: String,
     pub(crate) username: String,
-    pub(crate) password: String,
+    pub(crate) password: Secret,
     pub(crate) heartbeat: Option<u16>,
     pub(crate) queue: Option<String>,
     pub(crate) exchange: Option<String>,
@@ -229,7 +230,7 @@ impl RabbitConfig {
             authority: AMQPAuthority {
                 userinfo: AMQPUserInfo {
                     username: self.username.clone(),
-                    password: self.password.clone(),
+                    password: self.password.expose().to_owned(),
                 },
                 host: self.host.clone(),
                 port: self.port,
@@ -383,7 +384,7 @@ impl Default for RabbitConfigBuilder {
                 port: 5672,
                 vhost: "/".into(),
                 username: "guest".into(),
-                password: "guest".into(),
+                password: Secret::new("guest"),
                 heartbeat: None,
                 queue: None,
                 exchange: None,
@@ -428,69 +429,38 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
     }
 }
 
-fn percent_decode(field: &str, value: &str) -> Result<String, Error> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::config(field, "invalid percent-encoding"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    // The reason never quotes the value: this decodes the password too.
-    String::from_utf8(out).map_err(|_| Error::config(field, "not UTF-8 once percent-decoded"))
-}
-
 impl RabbitConfigBuilder {
     /// A builder from an `amqp://` or `amqps://` URL (see the [module docs](self)).
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        // `url`'s errors never quote the input, so the password cannot leak through them.
-        let parsed =
-            Url::parse(url).map_err(|e| Error::config("url", format!("not a valid URL: {e}")))?;
+        // `broker_url` never quotes the input in an error and takes the credentials up to
+        // the last `@`, so no part of a password reaches the host, vhost or options.
+        let parsed = broker_url::parse(url, &["amqp", "amqps"])?;
         let mut b = RabbitConfigBuilder::default();
         let c = &mut b.config;
-        c.tls = match parsed.scheme() {
-            "amqp" => false,
-            "amqps" => true,
-            other => {
-                return Err(Error::config(
-                    "url",
-                    format!("scheme `{other}` is not `amqp` or `amqps`"),
-                ))
-            }
+        c.tls = parsed.scheme == "amqps";
+        let [host] = parsed.hosts.as_slice() else {
+            return Err(Error::config(
+                "host",
+                format!(
+                    "{} hosts given; a RabbitMQ URL names one",
+                    parsed.hosts.len()
+                ),
+            ));
         };
-        c.host = parsed
-            .host_str()
-            .ok_or_else(|| Error::config("host", "the URL names no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        c.port = parsed.port().unwrap_or(if c.tls { 5671 } else { 5672 });
-        if !parsed.username().is_empty() {
-            c.username = percent_decode("username", parsed.username())?;
-            c.password = match parsed.password() {
-                Some(p) => percent_decode("password", p)?,
-                None => String::new(),
-            };
+        (c.host, c.port) = broker_url::host_port(host, if c.tls { 5671 } else { 5672 }, "host")?;
+        if let Some(userinfo) = &parsed.userinfo {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            c.username = decode(user, "username")?;
+            c.password = Secret::new(decode(password, "password")?);
         }
-        let path = parsed.path().strip_prefix('/').unwrap_or(parsed.path());
-        c.vhost = if path.is_empty() {
+        c.vhost = if parsed.path.is_empty() {
             "/".into()
         } else {
-            percent_decode("vhost", path)?
+            parsed.path.clone()
         };
-        for (key, value) in parsed.query_pairs() {
-            let value = value.as_ref();
-            match key.as_ref() {
+        for (key, value) in &parsed.query {
+            let value = value.as_str();
+            match key.as_str() {
                 "queue" => c.queue = Some(value.to_owned()),
                 "exchange" => c.exchange = Some(value.to_owned()),
                 "binding_key" => c.binding_key = value.to_owned(),
@@ -567,7 +537,7 @@ impl RabbitConfigBuilder {
     /// User name and password.
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.config.username = username.into();
-        self.config.password = password.into();
+        self.config.password = Secret::new(password);
         self
     }
 
