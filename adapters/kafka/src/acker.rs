@@ -197,7 +197,10 @@ impl Acker for KafkaAcker {
                     let source = self.message.origin().source().to_owned();
                     let topic = self.shared.config.retry_topic_for(&source);
                     let extra = vec![
-                        (names::ATTEMPT, (self.message.attempt() + 1).to_string()),
+                        (
+                            names::ATTEMPT,
+                            self.message.attempt().saturating_add(1).to_string(),
+                        ),
                         (RETRY_NOT_BEFORE, epoch_millis_after(after).to_string()),
                         (RETRY_SOURCE, source),
                     ];

@@ -114,9 +114,11 @@ pub(crate) fn to_headers(message: &Message, extra: &[(&str, String)]) -> OwnedHe
     out
 }
 
-/// Milliseconds since the Unix epoch, `after` from now.
+/// Milliseconds since the Unix epoch, `after` from now; saturates at `u64::MAX` (a
+/// huge `after`, say `Duration::MAX` from a retry policy's cap, never panics).
 pub(crate) fn epoch_millis_after(after: Duration) -> u64 {
-    (SystemTime::now() + after)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().checked_add(after).map_or(u64::MAX, |t| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    })
 }

@@ -495,10 +495,14 @@ impl Stream for KafkaSubscriber {
     }
 }
 
-/// The tokio instant of a not-before time still in the future.
+/// The tokio instant of a not-before time still in the future. The header comes from
+/// the record, so any value must be safe: a time beyond what `Instant` holds is held
+/// for a century instead of panicking.
 fn due_instant(not_before: SystemTime) -> Option<Instant> {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let wait = not_before.duration_since(SystemTime::now()).ok()?;
-    (!wait.is_zero()).then(|| Instant::now() + wait)
+    let now = Instant::now();
+    (!wait.is_zero()).then(|| now.checked_add(wait.min(FAR)).unwrap_or(now))
 }
 
 impl Subscriber for KafkaSubscriber {

@@ -131,3 +131,64 @@ async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
     })
     .await;
 }
+
+/// Extreme values never panic (issue 13, item 6): a record carrying `wharf-attempt:
+/// 4294967295` retried with `Retry { after: Duration::MAX }` (what a retry policy with
+/// `max_delay(Duration::MAX)` can answer). Before the fix the acker's `attempt + 1`
+/// overflowed and `SystemTime::now() + after` panicked inside the settle call. The copy
+/// is written with the attempt saturated and a not-before time saturated at `u64::MAX`
+/// milliseconds, the subscriber holds it without panicking on the far-future time, and
+/// the next record still flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_attempt_and_delay_saturate() {
+    use wharf::{Acker as _, Outcome};
+
+    let topic = mock::unique("retry-extreme");
+    let group = mock::unique("group");
+    let cluster = mock::cluster(1, &topic);
+    let retry_topic = format!("{topic}.retry");
+    cluster
+        .create_topic(&retry_topic, mock::PARTITIONS, 1)
+        .unwrap();
+    let kafka =
+        KafkaClient::new(mock::config(cluster, &topic, &group).retry_mode(RetryMode::Topic))
+            .unwrap();
+    let mut subscriber = kafka.subscriber().await.unwrap();
+    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
+    let first = mock::keyed("m1", "k").with_header(wharf::headers::names::ATTEMPT, "4294967295");
+    mock::publish_all(&kafka.publisher(), &topic, vec![first]).await;
+
+    let (message, acker) = mock::next(&mut subscriber).await;
+    assert_eq!(message.id().as_str(), "m1");
+    assert_eq!(message.attempt(), u32::MAX);
+    acker
+        .settle(Outcome::Retry {
+            after: Duration::MAX,
+        })
+        .await
+        .unwrap();
+
+    // The subscriber reads the far-future copy and keeps going.
+    mock::publish_all(&kafka.publisher(), &topic, vec![mock::keyed("m2", "k2")]).await;
+    let (message, acker) = mock::next(&mut subscriber).await;
+    assert_eq!(
+        message.id().as_str(),
+        "m2",
+        "the held copy is not handed out"
+    );
+    acker.settle(Outcome::Ack).await.unwrap();
+
+    let copies = mock::records(&cluster.bootstrap_servers(), &retry_topic).await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let headers = &copies[0].headers;
+    assert_eq!(
+        headers[wharf::headers::names::ATTEMPT],
+        "4294967295",
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers["wharf-retry-not-before"],
+        u64::MAX.to_string(),
+        "{headers:?}"
+    );
+}

@@ -163,11 +163,15 @@ async fn send(client: &Client, reply: Subject, kind: AckKind) -> Result<(), BoxE
         .map_err(|e| error::settle(format!("sending {kind:?}"), e).into())
 }
 
+/// `-NAK`, with a delay unless `after` is zero. The server reads the delay as a Go
+/// `time.Duration` (signed 64-bit nanoseconds, ≈ 292 years), so a longer `after` is
+/// capped there rather than sent as a number the server cannot parse.
 fn nak(after: Duration) -> AckKind {
+    const LONGEST: Duration = Duration::from_nanos(i64::MAX as u64);
     if after.is_zero() {
         AckKind::Nak(None)
     } else {
-        AckKind::Nak(Some(after))
+        AckKind::Nak(Some(after.min(LONGEST)))
     }
 }
 
@@ -298,5 +302,25 @@ impl Acker for CoreAcker {
             }
         }
         ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delay_beyond_go_durations_is_capped() {
+        // `Duration::MAX` would be sent as a 20-digit nanosecond count the server cannot
+        // read into its signed 64-bit `time.Duration`.
+        let AckKind::Nak(Some(delay)) = nak(Duration::MAX) else {
+            panic!("a delayed NAK")
+        };
+        assert_eq!(delay.as_nanos(), i64::MAX as u128);
+        assert!(matches!(nak(Duration::ZERO), AckKind::Nak(None)));
+        let AckKind::Nak(Some(delay)) = nak(Duration::from_secs(5)) else {
+            panic!("a delayed NAK")
+        };
+        assert_eq!(delay, Duration::from_secs(5));
     }
 }

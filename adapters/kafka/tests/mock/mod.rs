@@ -92,6 +92,16 @@ pub async fn publish_all(publisher: &KafkaPublisher, topic: &str, messages: Vec<
     }
 }
 
+/// The next delivery of `subscriber` (within 20 s).
+pub async fn next(subscriber: &mut KafkaSubscriber) -> (Message, KafkaAcker) {
+    tokio::time::timeout(Duration::from_secs(20), subscriber.next())
+        .await
+        .expect("a delivery within 20 s")
+        .expect("the subscriber is open")
+        .expect("no consumer error")
+        .into_parts()
+}
+
 /// Reads deliveries from `subscriber` until `count` arrived; returns them by partition, in
 /// arrival order, as `(offset, acker)`.
 pub async fn read(
@@ -100,12 +110,7 @@ pub async fn read(
 ) -> BTreeMap<i32, Vec<(i64, KafkaAcker)>> {
     let mut by_partition: BTreeMap<i32, Vec<(i64, KafkaAcker)>> = BTreeMap::new();
     for _ in 0..count {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), subscriber.next())
-            .await
-            .expect("a delivery within 20 s")
-            .expect("the subscriber is open")
-            .expect("no consumer error");
-        let (message, acker) = delivery.into_parts();
+        let (message, acker) = next(subscriber).await;
         let origin = message.origin();
         let partition = i32::try_from(origin.partition().unwrap()).unwrap();
         let offset = i64::try_from(origin.offset().unwrap()).unwrap();
@@ -202,6 +207,64 @@ pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
                 (p, high)
             })
             .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// One record as stored: its partition, headers (name → UTF-8 value) and payload.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Every record of `topic` up to the current end of each partition, read with a plain
+/// consumer that assigns itself the partitions (no group).
+pub async fn records(bootstrap: &str, topic: &str) -> Vec<Record> {
+    use wharf_kafka::rdkafka::message::{Headers as _, Message as _};
+    let ends = end_offsets(bootstrap, topic).await;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = inspector(&bootstrap, "wharf-mock-reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let total: i64 = ends.values().sum();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while (out.len() as i64) < total {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {} of {total} records of {topic}",
+                out.len()
+            );
+            let Some(record) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let record = record.unwrap();
+            let headers = record
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| {
+                            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Record {
+                partition: record.partition(),
+                headers,
+                payload: record.payload().unwrap_or_default().to_vec(),
+            });
+        }
+        out
     })
     .await
     .unwrap()
