@@ -103,6 +103,15 @@ pub trait Publisher: Send + Sync + 'static {
     /// The message keeps its id (as the broker's message id or the `wharf-message-id`
     /// header), key, headers and payload. A failure hands the message back.
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError>;
+
+    /// The largest message the broker accepts from this publisher, as counted by
+    /// [`dead_letter::encoded_len`](crate::dead_letter::encoded_len) (payload, key and
+    /// headers), with the broker's own framing already subtracted; `None` if the adapter
+    /// knows no limit. The dead-letter paths cut their copies to fit it
+    /// ([`dead_letter::fit`](crate::dead_letter::fit)).
+    fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[async_trait]
@@ -110,12 +119,20 @@ impl<P: Publisher + ?Sized> Publisher for Arc<P> {
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
         (**self).publish(destination, message).await
     }
+
+    fn max_message_bytes(&self) -> Option<usize> {
+        (**self).max_message_bytes()
+    }
 }
 
 #[async_trait]
 impl<P: Publisher + ?Sized> Publisher for Box<P> {
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
         (**self).publish(destination, message).await
+    }
+
+    fn max_message_bytes(&self) -> Option<usize> {
+        (**self).max_message_bytes()
     }
 }
 

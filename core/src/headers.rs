@@ -32,6 +32,10 @@ pub mod names {
     pub const DLQ_ATTEMPTS: &str = "wharf-dlq-attempts";
     /// When the consumer gave up, RFC 3339.
     pub const DLQ_FAILED_AT: &str = "wharf-dlq-failed-at";
+    /// Set when a dead-letter copy was cut to fit the destination's size limit: what
+    /// was cut, `error` (the `wharf-dlq-error` text) and/or `headers=<n>` (that many of
+    /// the original's own headers, largest first). See [`fit`](crate::dead_letter::fit).
+    pub const DLQ_TRIMMED: &str = "wharf-dlq-trimmed";
 }
 
 /// An ordered list of header name/value pairs.

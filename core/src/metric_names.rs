@@ -16,6 +16,11 @@ pub const MESSAGES_IN_FLIGHT: &str = "wharf_messages_in_flight";
 pub const RETRIES: &str = "wharf_retries_total";
 /// Dead letters published and confirmed (label `reason`).
 pub const DEAD_LETTERS: &str = "wharf_dead_letters_total";
+/// Settlements whose failure path itself failed: a dead letter or retry copy that could
+/// not be published (labels `consumer`, `source`, `reason`: `dead_letter_publish`). The
+/// delivery is redelivered with backoff; a counter that keeps rising means the
+/// destination is missing, full or refuses the copy.
+pub const SETTLE_FAILURES: &str = "wharf_settle_failures_total";
 /// Duplicates skipped (label `kind`: `dedup` or `idempotency`).
 pub const DUPLICATES: &str = "wharf_duplicates_total";
 /// Messages waiting at the broker for this consumer (label `partition` where the broker

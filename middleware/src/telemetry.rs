@@ -11,7 +11,7 @@ pub(crate) mod names {
     pub(crate) use wharf::metric_names::{
         BACKLOG, DEAD_LETTERS, DUPLICATES, HANDLER_DURATION as DURATION,
         MESSAGES_HANDLED as HANDLED, MESSAGES_IN_FLIGHT as IN_FLIGHT,
-        MESSAGES_RECEIVED as RECEIVED, RETRIES,
+        MESSAGES_RECEIVED as RECEIVED, RETRIES, SETTLE_FAILURES,
     };
 }
 
@@ -27,6 +27,14 @@ pub(crate) fn retry(consumer: &str, source: &str, tier: &'static str) {
 pub(crate) fn dead_letter(consumer: &str, source: &str, reason: &str) {
     #[cfg(feature = "metrics")]
     ::metrics::counter!(names::DEAD_LETTERS, "consumer" => consumer.to_owned(), "source" => source.to_owned(), "reason" => reason.to_owned()).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (consumer, source, reason);
+}
+
+/// A failure path failed (`reason`: `dead_letter_publish`).
+pub(crate) fn settle_failure(consumer: &str, source: &str, reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(names::SETTLE_FAILURES, "consumer" => consumer.to_owned(), "source" => source.to_owned(), "reason" => reason).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (consumer, source, reason);
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureProducer;
-use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::headers::names;
 use wharf::{Acker, BoxError, Message, Outcome};
 
@@ -184,12 +184,14 @@ impl Acker for KafkaAcker {
                     .shared
                     .config
                     .dead_letter_topic_for(self.message.origin().source());
-                let copy = dead_letter_message(
+                let mut copy = dead_letter_message(
                     &self.message,
                     &failure,
                     &self.shared.group,
                     DEFAULT_MAX_ERROR_LEN,
                 );
+                // Cut to the producer's limit, as the dead-letter layer does.
+                fit(&mut copy, self.shared.config.max_record_bytes());
                 self.publish_then_settle(topic, copy, Vec::new(), "dead-letter")
             }
             Outcome::Retry { after } => match self.shared.config.retry() {

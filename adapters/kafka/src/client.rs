@@ -79,7 +79,11 @@ impl KafkaClient {
 
     /// A publisher on the shared producer.
     pub fn publisher(&self) -> KafkaPublisher {
-        KafkaPublisher::new(self.producer.clone(), PUBLISH_TIMEOUT)
+        KafkaPublisher::new(
+            self.producer.clone(),
+            PUBLISH_TIMEOUT,
+            self.config.max_record_bytes(),
+        )
     }
 
     /// Joins the configured group on the configured topics.

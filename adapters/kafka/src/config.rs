@@ -633,6 +633,18 @@ impl KafkaConfig {
     }
 
     /// The producer's settings: idempotent, `acks=all`.
+    /// The largest record the producer sends, as `wharf::dead_letter::encoded_len`
+    /// counts it: librdkafka's `message.max.bytes` (default 1,000,000) less room for the
+    /// record's framing.
+    pub(crate) fn max_record_bytes(&self) -> usize {
+        const FRAMING: usize = 512;
+        self.producer_config()
+            .get("message.max.bytes")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1_000_000)
+            .saturating_sub(FRAMING)
+    }
+
     pub(crate) fn producer_config(&self) -> rdkafka::ClientConfig {
         let mut c = self.client_config();
         c.set("enable.idempotence", "true");

@@ -19,6 +19,7 @@ use crate::message::to_headers;
 pub struct KafkaPublisher {
     producer: FutureProducer,
     timeout: Duration,
+    max_record_bytes: usize,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -30,8 +31,16 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub(crate) fn new(producer: FutureProducer, timeout: Duration) -> Self {
-        KafkaPublisher { producer, timeout }
+    pub(crate) fn new(
+        producer: FutureProducer,
+        timeout: Duration,
+        max_record_bytes: usize,
+    ) -> Self {
+        KafkaPublisher {
+            producer,
+            timeout,
+            max_record_bytes,
+        }
     }
 
     /// How long `publish` waits for the broker's confirmation (queueing included).
@@ -70,5 +79,10 @@ impl Publisher for KafkaPublisher {
             Ok(()) => Ok(()),
             Err(e) => Err(PublishError::new(destination, message, e)),
         }
+    }
+
+    /// librdkafka's `message.max.bytes` less the record framing.
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(self.max_record_bytes)
     }
 }

@@ -33,7 +33,7 @@ use async_nats::jetstream::{AckKind, Context};
 use async_nats::{Client, Subject};
 use bytes::Bytes;
 use slab::Slab;
-use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::{Acker, BoxError, Message, Outcome};
 
 use crate::error;
@@ -200,11 +200,16 @@ impl Acker for JetStreamAcker {
                 Box::pin(async move { send(&shared.client, reply, AckKind::Term).await })
             }
             Outcome::DeadLetter(failure) => {
-                let letter = dead_letter_message(
+                let mut letter = dead_letter_message(
                     &self.message,
                     &failure,
                     &shared.consumer,
                     DEFAULT_MAX_ERROR_LEN,
+                );
+                // Cut to the server's limit, as the dead-letter layer does.
+                fit(
+                    &mut letter,
+                    crate::publisher::max_message_bytes(&shared.client),
                 );
                 Box::pin(async move {
                     match publish_dead_letter(&shared, letter).await {

@@ -87,8 +87,21 @@ impl NatsPublisher {
     }
 }
 
+/// The largest message the server takes, as `wharf::dead_letter::encoded_len` counts it:
+/// the server's `max_payload` (headers and payload together; 1 MiB by default) less room
+/// for the `NATS/1.0` header block and the ids the adapter adds.
+pub(crate) fn max_message_bytes(client: &Client) -> usize {
+    const FRAMING: usize = 256;
+    client.server_info().max_payload.saturating_sub(FRAMING)
+}
+
 #[async_trait]
 impl Publisher for NatsPublisher {
+    /// The server's `max_payload` less the header framing.
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(max_message_bytes(&self.client))
+    }
+
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
         if let Err(e) = validate_subject("destination", destination, false) {
             return Err(PublishError::new(destination, message, e));

@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 
 use crate::error::{classify, error_chain, panic_message, BoxError, ErrorKind};
 use crate::message::{Message, MessageId};
-use crate::outcome::{Failure, Outcome};
+use crate::outcome::{Failure, FailureReason, Outcome};
 
 /// How the runner turns what the stack returned into the outcome it settles.
 #[derive(Debug, Clone, Copy)]
@@ -28,12 +28,17 @@ pub(crate) struct Settling {
     pub(crate) retry_delay: Duration,
     /// The adapter has a native dead-letter path.
     pub(crate) native_dead_letter: bool,
+    /// Attempts after which a transient error or panic that reached the runtime is
+    /// dead-lettered instead of retried again.
+    pub(crate) max_attempts: u32,
 }
 
 /// What the runner keeps for a delivery between dispatch and settlement.
 #[derive(Debug)]
 pub(crate) struct Entry<A> {
     pub(crate) id: MessageId,
+    /// The delivery's attempt (raised by in-lane reruns).
+    pub(crate) attempt: u32,
     pub(crate) key: Option<Bytes>,
     pub(crate) acker: A,
     /// The message as delivered, kept only when the runtime retries in the lane
@@ -162,19 +167,30 @@ where
 /// Maps what the stack returned onto the outcome to settle.
 ///
 /// An error that no layer turned into an outcome: transient ⇒ `Retry` after the
-/// consumer's retry delay, permanent ⇒ `DeadLetter`. A panic ⇒ `Retry`. A `DeadLetter`
+/// consumer's retry delay, permanent ⇒ `DeadLetter`. A panic ⇒ `Retry`. Once `attempt`
+/// reached the consumer's `max_attempts`, a transient error or a panic is
+/// `DeadLetter` (`retries-exhausted` / `handler-panic`) instead. A `DeadLetter`
 /// on an adapter with no native dead-letter path (and no dead-letter layer in the stack)
 /// is redelivered and logged as an error: never dropped silently.
 pub(crate) fn final_outcome(
     result: Result<Result<Outcome, BoxError>, Box<dyn Any + Send>>,
     id: &MessageId,
+    attempt: u32,
     settling: Settling,
 ) -> Outcome {
+    let exhausted = attempt >= settling.max_attempts;
     let outcome = match result {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => {
             let class = classify(&*error);
             match class.kind {
+                ErrorKind::Transient if exhausted => {
+                    tracing::warn!(message_id = %id, attempt, error = %error_chain(&*error), "transient failure on the consumer's last attempt (max_attempts); dead-lettering");
+                    Outcome::DeadLetter(Failure::new(
+                        FailureReason::RetriesExhausted,
+                        error_chain(&*error),
+                    ))
+                }
                 ErrorKind::Transient => {
                     tracing::debug!(message_id = %id, error = %error_chain(&*error), "transient failure, redelivering");
                     Outcome::Retry {
@@ -185,6 +201,11 @@ pub(crate) fn final_outcome(
                     Outcome::DeadLetter(Failure::new(class.reason, error_chain(&*error)))
                 }
             }
+        }
+        Err(panic) if exhausted => {
+            let text = panic_message(&*panic);
+            tracing::error!(message_id = %id, attempt, panic = %text, "handler panicked on the consumer's last attempt (max_attempts); dead-lettering");
+            Outcome::DeadLetter(Failure::new(FailureReason::HandlerPanic, text))
         }
         Err(panic) => {
             let text = panic_message(&*panic);

@@ -14,7 +14,10 @@
 //! - **Settlement.** The stack's outcome is settled through the delivery's acker.
 //!   Errors that no layer turned into an outcome are mapped here: transient ⇒ `Retry`
 //!   after [`retry_delay`](Consumer::retry_delay), permanent ⇒ `DeadLetter`. A panic is
-//!   caught and settled `Retry`. Settlements run concurrently with other work.
+//!   caught and settled `Retry`. From attempt [`max_attempts`](Consumer::max_attempts)
+//!   on (default 10), a transient error or a panic is dead-lettered instead, so a
+//!   stack without a retry layer never retries a message for ever. Settlements run
+//!   concurrently with other work.
 //! - **Shutdown.** When the shutdown future resolves (or the source ends), the consumer
 //!   stops pulling, lets in-flight work finish until
 //!   [`shutdown_timeout`](Consumer::shutdown_timeout), settles whatever is unfinished as
@@ -90,6 +93,7 @@ pub struct Consumer<S, Svc> {
     shutdown_timeout: Duration,
     settle_timeout: Duration,
     retry_delay: Duration,
+    max_attempts: u32,
 }
 
 impl<S, Svc> Consumer<S, Svc>
@@ -99,6 +103,9 @@ where
     Svc::Error: Into<BoxError>,
     Svc::Future: Send + 'static,
 {
+    /// Default of [`max_attempts`](Self::max_attempts).
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
     /// A consumer named `name` (used in logs, metrics and dead-letter headers; make it
     /// unique per logical consumer) reading `subscriber` through `service`.
     pub fn new(name: impl Into<String>, subscriber: S, service: Svc) -> Self {
@@ -112,6 +119,7 @@ where
             shutdown_timeout: Duration::from_secs(30),
             settle_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
         }
     }
 
@@ -152,6 +160,16 @@ where
         self
     }
 
+    /// The runtime's own attempt cap (default 10, at least 1): a transient error or a
+    /// panic that no layer handled is retried after [`retry_delay`](Self::retry_delay)
+    /// until the delivery's [`attempt`](Message::attempt) reaches `max`, then
+    /// dead-lettered (`retries-exhausted`, or `handler-panic`). A retry layer decides
+    /// before this and its own `max_attempts` wins; this cap is for stacks without one.
+    pub fn max_attempts(mut self, max: u32) -> Self {
+        self.max_attempts = max;
+        self
+    }
+
     /// The consumer's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -171,6 +189,9 @@ where
         if self.max_in_flight == 0 {
             return Err(Error::config("max_in_flight", "must be at least 1"));
         }
+        if self.max_attempts == 0 {
+            return Err(Error::config("max_attempts", "must be at least 1"));
+        }
         let capabilities = self.subscriber.capabilities();
         let span = tracing::info_span!("consumer", name = %self.name, owner = self.owner.as_deref().unwrap_or("unowned"));
         let _enter = span.enter();
@@ -189,6 +210,7 @@ where
             settling: Settling {
                 retry_delay: self.retry_delay,
                 native_dead_letter: capabilities.native_dead_letter,
+                max_attempts: self.max_attempts,
             },
             retry_in_lane: capabilities.retry_in_lane,
         };

@@ -129,7 +129,8 @@ where
             // 1. Collect finished work: handled messages start settling; settled ones
             //    free their lanes.
             while let Poll::Ready(Some((slot, result))) = self.handling.poll_next(cx) {
-                let outcome = final_outcome(result, &self.entries[slot].id, self.limits.settling);
+                let entry = &self.entries[slot];
+                let outcome = final_outcome(result, &entry.id, entry.attempt, self.limits.settling);
                 self.handled(slot, outcome, cx);
                 progressed = true;
             }
@@ -278,6 +279,7 @@ where
             let (message, acker) = delivery.into_parts();
             let entry = Entry {
                 id: message.id().clone(),
+                attempt: message.attempt(),
                 key: Some(key),
                 acker,
                 message: None,
@@ -311,6 +313,7 @@ where
         let (message, acker) = delivery.into_parts();
         let slot = self.entries.insert(Entry {
             id: message.id().clone(),
+            attempt: message.attempt(),
             key,
             acker,
             message: self.limits.retry_in_lane.then(|| message.clone()),
@@ -329,6 +332,7 @@ where
         };
         let attempt = kept.attempt().saturating_add(1);
         let message = kept.with_attempt(attempt);
+        entry.attempt = attempt;
         entry.message = Some(message.clone());
         self.call(slot, message, cx);
     }
@@ -340,8 +344,9 @@ where
         match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(message))) {
             Ok(fut) => self.handling.insert(slot, Handling::new(ErrInto { fut })),
             Err(panic) => {
+                let entry = &self.entries[slot];
                 let outcome =
-                    final_outcome(Err(panic), &self.entries[slot].id, self.limits.settling);
+                    final_outcome(Err(panic), &entry.id, entry.attempt, self.limits.settling);
                 self.handled(slot, outcome, cx);
             }
         }

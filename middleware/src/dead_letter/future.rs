@@ -8,7 +8,7 @@ use wharf::error::{classify, error_chain};
 use wharf::{BoxError, ErrorKind, Failure, Message, Outcome, PublishError, Publisher};
 
 use super::layer::Config;
-use wharf::dead_letter::dead_letter_message;
+use wharf::dead_letter::{dead_letter_message, fit};
 
 type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>;
 
@@ -16,6 +16,7 @@ type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>
 struct Published {
     source: String,
     reason: String,
+    attempt: u32,
 }
 
 pin_project! {
@@ -85,12 +86,23 @@ where
                         .take()
                         .expect("the message is kept until the outcome is known");
                     let destination = this.config.destination.resolve(&message);
-                    let letter = dead_letter_message(
+                    let mut letter = dead_letter_message(
                         &message,
                         &failure,
                         &this.config.consumer,
                         this.config.max_error_len,
                     );
+                    if let Some(limit) = this.publisher.max_message_bytes() {
+                        if !fit(&mut letter, limit) {
+                            tracing::error!(
+                                message_id = %message.id(),
+                                limit,
+                                size = wharf::dead_letter::encoded_len(&letter),
+                                %destination,
+                                "the dead letter exceeds the destination's size limit even with its error text and own headers cut; raise the limit"
+                            );
+                        }
+                    }
                     tracing::warn!(
                         message_id = %message.id(),
                         reason = %failure.reason(),
@@ -104,6 +116,7 @@ where
                     let published = Published {
                         source: message.origin().source().to_owned(),
                         reason: failure.reason().as_str().to_owned(),
+                        attempt: message.attempt(),
                     };
                     this.state.set(State::Publishing { fut, published });
                 }
@@ -119,15 +132,21 @@ where
                             Poll::Ready(Ok(Outcome::Ack))
                         }
                         Poll::Ready(Err(e)) => {
+                            let after = this.config.publish_failure_backoff(published.attempt);
+                            crate::telemetry::settle_failure(
+                                &this.config.consumer,
+                                &published.source,
+                                "dead_letter_publish",
+                            );
                             tracing::error!(
                                 message_id = %e.message().id(),
                                 destination = e.destination(),
+                                attempt = published.attempt,
+                                retry_after = ?after,
                                 error = %error_chain(&e),
                                 "publishing the dead letter failed; the message will be redelivered"
                             );
-                            Poll::Ready(Ok(Outcome::Retry {
-                                after: this.config.retry_after_publish_failure,
-                            }))
+                            Poll::Ready(Ok(Outcome::Retry { after }))
                         }
                     };
                 }

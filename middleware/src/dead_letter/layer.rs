@@ -48,6 +48,18 @@ pub(crate) struct Config {
     pub(crate) destination: Destination,
     pub(crate) max_error_len: usize,
     pub(crate) retry_after_publish_failure: Duration,
+    pub(crate) max_retry_after_publish_failure: Duration,
+}
+
+impl Config {
+    /// The redelivery delay after the dead letter of attempt `attempt` could not be
+    /// published: `retry_after_publish_failure × 2^(attempt-1)`, capped.
+    pub(crate) fn publish_failure_backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        self.retry_after_publish_failure
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max_retry_after_publish_failure)
+    }
 }
 
 /// Builds [`DeadLetter`] services.
@@ -60,12 +72,18 @@ pub struct DeadLetterLayer {
     destination: Destination,
     max_error_len: usize,
     retry_after_publish_failure: Duration,
+    max_retry_after_publish_failure: Duration,
 }
 
 impl DeadLetterLayer {
     /// Dead letters are published through `publisher`, naming `consumer` in
     /// `wharf-dlq-consumer`. Defaults: destination `<source>.dlq`, error text bounded to
-    /// 4 KiB, a failed publish retried after 1 s.
+    /// 4 KiB, a failed publish redelivered after 1 s, doubling per attempt up to 5 min.
+    ///
+    /// The copy is cut to the publisher's
+    /// [`max_message_bytes`](wharf::Publisher::max_message_bytes) first (see
+    /// [`wharf::dead_letter::fit`]), so a message near the broker's limit still gets its
+    /// dead letter.
     pub fn new(publisher: Arc<dyn Publisher>, consumer: impl Into<Arc<str>>) -> Self {
         DeadLetterLayer {
             publisher,
@@ -73,6 +91,7 @@ impl DeadLetterLayer {
             destination: Destination::Suffix(".dlq".into()),
             max_error_len: wharf::dead_letter::DEFAULT_MAX_ERROR_LEN,
             retry_after_publish_failure: Duration::from_secs(1),
+            max_retry_after_publish_failure: Duration::from_secs(300),
         }
     }
 
@@ -89,9 +108,18 @@ impl DeadLetterLayer {
     }
 
     /// How long to wait before redelivering a message whose dead letter could not be
-    /// published.
+    /// published, the first time (default 1 s); it doubles with every attempt of the
+    /// message up to [`max_retry_after_publish_failure`](Self::max_retry_after_publish_failure).
+    /// Never a tight loop: a dead-letter destination that is gone costs one publish per
+    /// backoff, counted in `wharf_settle_failures_total{reason="dead_letter_publish"}`.
     pub fn retry_after_publish_failure(mut self, delay: Duration) -> Self {
         self.retry_after_publish_failure = delay;
+        self
+    }
+
+    /// Cap on the backoff after failed dead-letter publishes (default 5 min).
+    pub fn max_retry_after_publish_failure(mut self, delay: Duration) -> Self {
+        self.max_retry_after_publish_failure = delay;
         self
     }
 
@@ -101,6 +129,7 @@ impl DeadLetterLayer {
             destination: self.destination,
             max_error_len: self.max_error_len,
             retry_after_publish_failure: self.retry_after_publish_failure,
+            max_retry_after_publish_failure: self.max_retry_after_publish_failure,
         };
         DeadLetter::from_parts(inner, self.publisher, Arc::new(config))
     }
