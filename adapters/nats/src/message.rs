@@ -26,10 +26,24 @@ pub const KEY_HEADER: &str = "wharf-key";
 
 /// The NATS headers for publishing `message`: its headers, its id (in `Nats-Msg-Id`, or
 /// in `wharf-message-id` when `broker_dedup` is off) and its key.
+///
+/// A dead-letter copy (it carries `wharf-dlq-reason`) is never published with
+/// `Nats-Msg-Id`: the dead-letter stream's duplicate window would otherwise keep only one
+/// of the copies two durables make of one message, or drop the copy of a replayed message
+/// that fails again within the window. Its id travels in `wharf-message-id` instead. It
+/// also loses every `Nats-*` header of the original: those are directives to the server
+/// (`Nats-Expected-Stream`, `Nats-Expected-Last-Sequence`, `Nats-Rollup`, `Nats-TTL`, …)
+/// that were meant for the original's publish and would make the copy's fail or purge
+/// the dead-letter stream.
 pub(crate) fn to_headers(message: &Message, broker_dedup: bool) -> Result<HeaderMap, BoxError> {
+    let dead_letter = message.headers().get_str(names::DLQ_REASON).is_some();
+    let broker_dedup = broker_dedup && !dead_letter;
     let mut map = HeaderMap::new();
     for (name, value) in message.headers().iter() {
         if name == MSG_ID_HEADER || name == KEY_HEADER || name == names::MESSAGE_ID {
+            continue;
+        }
+        if dead_letter && is_server_directive(name) {
             continue;
         }
         map.append(header_name(name)?, header_value(value));
@@ -57,6 +71,12 @@ pub(crate) fn to_headers(message: &Message, broker_dedup: bool) -> Result<Header
         );
     }
     Ok(map)
+}
+
+/// A header the server interprets (`Nats-` prefix, any case).
+fn is_server_directive(name: &str) -> bool {
+    name.get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
 }
 
 fn header_name(name: &str) -> Result<HeaderName, BoxError> {

@@ -40,7 +40,10 @@ async fn restart_during_a_thousand_message_run_loses_nothing() {
         move |m: Message| {
             let handled = handled.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // 40 ms × 1,000 / 8 in flight ≈ 5 s of work: the restart (a bash
+                // process, SIGTERM, start and wait for the port) must land inside it.
+                // At 10 ms the run sometimes finished first.
+                tokio::time::sleep(Duration::from_millis(40)).await;
                 *handled
                     .lock()
                     .unwrap()
