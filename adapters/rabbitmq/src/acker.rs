@@ -28,13 +28,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::BasicProperties;
 use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
 use wharf::headers::names;
 use wharf::{Acker, BoxError, Error, Message, Outcome};
 
 use crate::config::QueueType;
 use crate::error::RabbitError;
-use crate::publisher::publish_confirmed;
+use crate::message::copy_properties;
+use crate::publisher::publish_confirmed_with;
 use crate::subscriber::Session;
 
 /// The future of [`RabbitAcker::settle`].
@@ -48,6 +50,8 @@ pub struct RabbitAcker {
 struct Inner {
     acker: lapin::Acker,
     message: Message,
+    /// The delivery's AMQP properties, for its copies.
+    properties: BasicProperties,
     session: Arc<Session>,
 }
 
@@ -62,11 +66,17 @@ impl fmt::Debug for RabbitAcker {
 }
 
 impl RabbitAcker {
-    pub(crate) fn new(acker: lapin::Acker, message: Message, session: Arc<Session>) -> Self {
+    pub(crate) fn new(
+        acker: lapin::Acker,
+        message: Message,
+        properties: BasicProperties,
+        session: Arc<Session>,
+    ) -> Self {
         RabbitAcker {
             inner: Some(Inner {
                 acker,
                 message,
+                properties,
                 session,
             }),
         }
@@ -121,7 +131,13 @@ impl Inner {
     /// Publishes `copy` to `queue` through the default exchange, then acks; on a failed
     /// publish, requeues the original and fails.
     async fn republish_then_ack(self, queue: String, copy: Message) -> Result<(), BoxError> {
-        match publish_confirmed(&self.session.publish, "", &queue, &copy).await {
+        let published = match copy_properties(&self.properties, &copy) {
+            Ok(properties) => {
+                publish_confirmed_with(&self.session.publish, "", &queue, &copy, properties).await
+            }
+            Err(e) => Err(e),
+        };
+        match published {
             Ok(()) => self.ack().await,
             Err(e) => {
                 self.session

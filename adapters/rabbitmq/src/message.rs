@@ -166,6 +166,72 @@ pub(crate) fn from_amqp(
     message
 }
 
+/// The AMQP properties of a retry or dead-letter copy of a delivery whose properties
+/// were `original`: those of [`to_properties`] (id, headers, persistent) plus what the
+/// original carried that a consumer of the copy may need.
+///
+/// - Kept: `content_type`, `content_encoding`, `correlation_id`, `reply_to`,
+///   `priority`, `type`, `app_id`, `timestamp`.
+/// - Dropped on purpose: `expiration` (a copy sits in a retry tier or the dead-letter
+///   queue by design; the original's TTL would expire it there) and `user_id` (the
+///   broker checks it against the publishing connection's user, which for a copy is
+///   wharf's, so a copy of another user's message would be refused).
+/// - Headers keep their AMQP types: a header whose value the copy did not change keeps
+///   the original's typed value (integers, booleans, timestamps, byte arrays), and
+///   headers a [`Message`] cannot hold (nested tables, arrays) are carried over as they
+///   are. Changed and new headers (`wharf-attempt`, `wharf-dlq-*`) are long strings;
+///   broker-owned ones (`x-death`, `x-delivery-count`, …) are never copied.
+pub(crate) fn copy_properties(
+    original: &BasicProperties,
+    copy: &Message,
+) -> Result<BasicProperties, RabbitError> {
+    let fresh = to_properties(copy)?;
+    let mut table = fresh.headers().clone().unwrap_or_default();
+    if let Some(headers) = original.headers() {
+        for (name, value) in headers {
+            let text = name.as_str();
+            if is_broker_owned(text) || text == KEY_HEADER || text == names::MESSAGE_ID {
+                continue;
+            }
+            let keep = match bytes_of(value) {
+                // No flat form: the message never held it; carry it over.
+                None => true,
+                // Unchanged by the copy: keep its type.
+                Some(flat) => copy.headers().get(text) == Some(&flat),
+            };
+            if keep {
+                table.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut properties = fresh.with_headers(table);
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        properties = properties.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.priority() {
+        properties = properties.with_priority(*v);
+    }
+    if let Some(v) = original.kind() {
+        properties = properties.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        properties = properties.with_app_id(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        properties = properties.with_timestamp(*v);
+    }
+    Ok(properties)
+}
+
 /// The AMQP properties (persistent) of an outgoing message.
 pub(crate) fn to_properties(message: &Message) -> Result<BasicProperties, RabbitError> {
     let mut table = FieldTable::default();

@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
-use lapin::{Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 use wharf::{Error, Message, PublishError, Publisher};
 
@@ -175,6 +175,18 @@ pub(crate) async fn publish_confirmed(
     message: &Message,
 ) -> Result<(), RabbitError> {
     let properties = to_properties(message)?;
+    publish_confirmed_with(channel, exchange, routing_key, message, properties).await
+}
+
+/// [`publish_confirmed`] with the AMQP properties given (a retry or dead-letter copy
+/// keeps its original's: see `message::copy_properties`).
+pub(crate) async fn publish_confirmed_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &Message,
+    properties: BasicProperties,
+) -> Result<(), RabbitError> {
     let doing = || format!("publishing to exchange `{exchange}` with routing key `{routing_key}`");
     let confirmation = timeout(PUBLISH_TIMEOUT, "publishing", async {
         let confirm = channel

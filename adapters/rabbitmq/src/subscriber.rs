@@ -268,8 +268,12 @@ impl Stream for RabbitSubscriber {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(d))) => {
                         let message = from_amqp(&d.properties, d.data, d.redelivered, &this.queue);
-                        let acker =
-                            RabbitAcker::new(d.acker, message.clone(), live.session.clone());
+                        let acker = RabbitAcker::new(
+                            d.acker,
+                            message.clone(),
+                            d.properties,
+                            live.session.clone(),
+                        );
                         return Poll::Ready(Some(Ok(Delivery::new(message, acker))));
                     }
                     Poll::Ready(Some(Err(e))) => {

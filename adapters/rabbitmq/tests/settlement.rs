@@ -229,3 +229,143 @@ impl Token {
         self.0.notified().await;
     }
 }
+
+/// Retry and dead-letter copies keep the message's AMQP properties and its headers'
+/// AMQP types (issue 13, item 9), read back with a raw lapin client. Before, a copy was
+/// built from the wharf message alone: every property but the id was lost and every
+/// header became a long string (nested tables and arrays were dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq"]
+async fn copies_keep_properties_and_typed_headers() {
+    use wharf_rabbitmq::lapin::options::{BasicGetOptions, BasicPublishOptions};
+    use wharf_rabbitmq::lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
+    use wharf_rabbitmq::lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let queue = common::unique("copy-props");
+    let config = config(&queue);
+    topology::declare(&config).await.unwrap();
+    let topo = topology::Topology::new(&config).unwrap();
+
+    let connection = Connection::connect(&common::url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut nested = FieldTable::default();
+    nested.insert("region".into(), AMQPValue::LongString("eu".into()));
+    let mut headers = FieldTable::default();
+    headers.insert("count".into(), AMQPValue::LongLongInt(42));
+    headers.insert("small".into(), AMQPValue::ShortShortInt(-3));
+    headers.insert("flag".into(), AMQPValue::Boolean(true));
+    headers.insert("nested".into(), AMQPValue::FieldTable(nested));
+    headers.insert(
+        "list".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![
+            AMQPValue::LongInt(1),
+            AMQPValue::LongString("two".into()),
+        ])),
+    );
+    headers.insert("text".into(), AMQPValue::LongString("plain".into()));
+    let properties = |id: &str| {
+        BasicProperties::default()
+            .with_message_id(ShortString::from(id))
+            .with_content_type("application/json".into())
+            .with_content_encoding("gzip".into())
+            .with_correlation_id("corr-7".into())
+            .with_reply_to("replies".into())
+            .with_priority(5)
+            .with_type("order.created".into())
+            .with_app_id("shop".into())
+            .with_timestamp(1_700_000_000)
+            .with_expiration("600000".into())
+            .with_delivery_mode(2)
+            .with_headers(headers.clone())
+    };
+    for id in ["to-retry", "to-dead-letter"] {
+        channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"{}",
+                properties(id),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let mut sub = RabbitSubscriber::connect(&config).await.unwrap();
+    for _ in 0..2 {
+        let (message, acker) = next(&mut sub).await.into_parts();
+        let outcome = match message.id().as_str() {
+            "to-retry" => Outcome::Retry {
+                after: Duration::from_secs(3600),
+            },
+            _ => Outcome::DeadLetter(wharf::Failure::new(
+                wharf::FailureReason::Permanent,
+                "bad order",
+            )),
+        };
+        acker.settle(outcome).await.unwrap();
+    }
+
+    // The retry went to the largest tier (an hour: it waits there), the dead letter to
+    // the dead-letter queue.
+    let (_, tier) = topo.tier_for(Duration::from_secs(3600));
+    for (from, id, changed) in [
+        (tier.to_owned(), "to-retry", names::ATTEMPT),
+        (
+            topo.dead_letter_queue().to_owned(),
+            "to-dead-letter",
+            names::DLQ_REASON,
+        ),
+    ] {
+        let got = channel
+            .basic_get(from.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no copy in {from}"));
+        let p = &got.delivery.properties;
+        assert_eq!(p.message_id().as_ref().map(|s| s.as_str()), Some(id));
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.content_encoding().as_ref().map(|s| s.as_str()),
+            Some("gzip")
+        );
+        assert_eq!(
+            p.correlation_id().as_ref().map(|s| s.as_str()),
+            Some("corr-7")
+        );
+        assert_eq!(p.reply_to().as_ref().map(|s| s.as_str()), Some("replies"));
+        assert_eq!(*p.priority(), Some(5));
+        assert_eq!(p.kind().as_ref().map(|s| s.as_str()), Some("order.created"));
+        assert_eq!(p.app_id().as_ref().map(|s| s.as_str()), Some("shop"));
+        assert_eq!(*p.timestamp(), Some(1_700_000_000));
+        // Dropped on purpose: a copy must not expire in its tier or the DLQ.
+        assert_eq!(*p.expiration(), None, "{from}: expiration is dropped");
+        let h = p.headers().as_ref().unwrap().inner();
+        for name in ["count", "small", "flag", "nested", "list", "text"] {
+            assert_eq!(
+                h.get(name),
+                headers.inner().get(name),
+                "{from}: header {name}"
+            );
+        }
+        assert!(h.contains_key(changed), "{from}: {changed} set");
+        // Broker-owned counters start afresh (the quorum queue adds its own
+        // `x-delivery-count` when it delivers; it is 0 for a first delivery).
+        assert!(!h.contains_key("x-death"), "{from}: {h:?}");
+        if let Some(count) = h.get("x-delivery-count") {
+            assert!(
+                matches!(count, AMQPValue::LongLongInt(0) | AMQPValue::LongInt(0)),
+                "{count:?}"
+            );
+        }
+    }
+    drop(sub);
+    let _ = connection.close(200, "done".into()).await;
+}
