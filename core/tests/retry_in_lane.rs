@@ -99,10 +99,20 @@ async fn stopping_leaves_waiting_retries_to_the_broker() {
             after: Duration::ZERO
         }]
     );
-    // Its lane successor still ran while draining, after the lane was released.
-    assert_eq!(script.settlements.of("a2"), vec![Outcome::Ack]);
+    // Its lane successor is handed back too, never run (issue 13, item 3): running it
+    // here would put a2 before a1, whose retry the next owner makes. Before the fix a2
+    // ran while draining, once the lane was released, and was acked.
+    let runs = runs.lock().unwrap().clone();
+    let a2_runs = runs.iter().filter(|r| r.0 == "a2").count();
+    assert_eq!(a2_runs, 0, "a2 ran before a1: {runs:?}");
+    assert_eq!(
+        script.settlements.of("a2"),
+        vec![Outcome::Retry {
+            after: Duration::ZERO
+        }]
+    );
     assert_eq!(summary.retried_in_lane, 1);
-    assert_eq!(summary.retried, 1);
+    assert_eq!(summary.retried, 2);
     assert_eq!(
         script
             .dropped_unsettled

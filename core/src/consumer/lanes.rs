@@ -84,6 +84,13 @@ impl<T> Lanes<T> {
         }
     }
 
+    /// Frees `key`'s lane and returns everything that waited in it, in order.
+    pub(crate) fn close(&mut self, key: &Bytes) -> VecDeque<T> {
+        let queue = self.busy.remove(key).unwrap_or_default();
+        self.waiting -= queue.len();
+        queue
+    }
+
     /// Messages waiting behind a busy lane.
     pub(crate) fn waiting(&self) -> usize {
         self.waiting

@@ -415,9 +415,37 @@ where
             );
         }
         if let Some(key) = done.key {
-            if let Some(next) = self.lanes.release(&key) {
+            if self.stopping() && matches!(done.outcome, Outcome::Retry { .. }) {
+                // The lane's head was handed back for a later (re)delivery: nothing
+                // behind it may run in this process, or it would overtake the head.
+                // They are handed back too, in order.
+                self.hand_back_lane(&key);
+            } else if let Some(next) = self.lanes.release(&key) {
                 self.runnable.push_back((next, key));
             }
+        }
+    }
+
+    /// Settles everything waiting in `key`'s lane `Retry` at once, unhandled, and frees
+    /// the lane.
+    fn hand_back_lane(&mut self, key: &Bytes) {
+        let waiting = self.lanes.close(key);
+        if waiting.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            waiting = waiting.len(),
+            "stopping: a lane's head was handed back; handing back the messages behind it unhandled"
+        );
+        self.summary.interrupted += waiting.len() as u64;
+        for delivery in waiting {
+            let (message, acker) = delivery.into_parts();
+            let id = message.id().clone();
+            // Queued rather than polled here (`finished` has no context); the run
+            // loop polls them with the other settlements.
+            let fut = acker.settle(Outcome::RETRY_NOW);
+            self.settling
+                .push(Settle::new(id, None, Outcome::RETRY_NOW, fut));
         }
     }
 }
