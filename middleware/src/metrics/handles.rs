@@ -91,6 +91,11 @@ fn describe() {
         "Dead letters published and confirmed, by reason."
     );
     ::metrics::describe_counter!(
+        names::SETTLE_FAILURES,
+        Unit::Count,
+        "Failure paths that failed (a dead letter that could not be published), by reason."
+    );
+    ::metrics::describe_counter!(
         names::DUPLICATES,
         Unit::Count,
         "Duplicates skipped without running the handler, by kind (dedup, idempotency)."

@@ -142,6 +142,9 @@ pub mod names {
     pub const RETRIES: &str = names::RETRIES;
     /// `wharf_dead_letters_total{reason}`: counter, recorded by the dead-letter layer.
     pub const DEAD_LETTERS: &str = names::DEAD_LETTERS;
+    /// `wharf_settle_failures_total{reason}`: counter, recorded by the dead-letter layer
+    /// when a dead letter could not be published (`reason="dead_letter_publish"`).
+    pub const SETTLE_FAILURES: &str = names::SETTLE_FAILURES;
     /// `wharf_duplicates_total{kind}`: counter, recorded by the dedup and idempotency
     /// layers.
     pub const DUPLICATES: &str = names::DUPLICATES;
