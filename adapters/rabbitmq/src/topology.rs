@@ -189,7 +189,10 @@ impl Topology {
                     .queue_declare(name.as_str().into(), options, args)
                     .await
                     .map(drop)
-                    .map_err(|e| RabbitError::amqp(format!("{what} queue `{name}`"), e))
+                    .map_err(|e| {
+                        let hint = declare_hint(&e.to_string(), passive);
+                        RabbitError::amqp(format!("{what} queue `{name}`{hint}"), e)
+                    })
             }
         };
         declare(&self.queue, self.base_args()).await?;
@@ -230,6 +233,26 @@ impl Topology {
             }
         }
         Ok(())
+    }
+}
+
+/// What to do about a refused queue declare, from the broker's reply text: the option
+/// to set, so the error is actionable without reading RabbitMQ's argument names.
+fn declare_hint(reply: &str, passive: bool) -> &'static str {
+    if reply.contains("x-queue-type") {
+        " (the queue exists with another queue type: set `queue_type` to match it, \
+         or delete the queue)"
+    } else if reply.contains("x-message-ttl") || reply.contains("x-dead-letter") {
+        " (the queue exists with other retry settings: `retry_tiers` must match the \
+         tier queues' TTLs, or delete them)"
+    } else if reply.contains("x-expires") {
+        " (the queue exists with another `queue_expires`)"
+    } else if passive && reply.contains("NOT_FOUND") {
+        " (with `declare=false` the whole topology must exist: the work queue, \
+         `<queue>.retry.<delay>` for every retry tier and `<queue>.dlq`; declare it \
+         with `declare=true` or `wharf_rabbitmq::topology::declare`)"
+    } else {
+        ""
     }
 }
 
