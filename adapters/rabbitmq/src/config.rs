@@ -40,6 +40,7 @@
 //! | `declare` | `true` | declare the topology; `false` only verifies it exists (passive declares) |
 //! | `retry_tiers` | `1s,10s,60s,10m` | delays of the retry tier queues (humantime durations) |
 //! | `queue_expires` | none | `x-expires` on every declared queue (tests, temporary queues) |
+//! | `delivery_limit` | `20` | quorum work queue: `x-delivery-limit`, with the broker dead-lettering to `<queue>.dlq` past it (crash loops end there, `wharf-dlq-reason: rabbitmq-delivery-limit`); `none` for no limit |
 //! | `heartbeat` | broker's | heartbeat interval in seconds |
 //! | `connect_timeout` | `10s` | bound on connecting and declaring |
 //! | `reconnect_min`, `reconnect_max` | `100ms`, `10s` | reconnect backoff bounds |
@@ -100,6 +101,7 @@ pub struct RabbitConfig {
     pub(crate) declare: bool,
     pub(crate) retry_tiers: Vec<Duration>,
     pub(crate) queue_expires: Option<Duration>,
+    pub(crate) delivery_limit: Option<u32>,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
@@ -202,6 +204,14 @@ impl RabbitConfig {
         self.queue_expires
     }
 
+    /// The quorum work queue's `x-delivery-limit` (default 20, RabbitMQ 4's default):
+    /// past it the broker dead-letters the message to `<queue>.dlq` itself, so a
+    /// message that crashes its consumer every time ends there instead of looping (or,
+    /// on RabbitMQ 4 without a dead-letter exchange, being dropped). `None`: no limit.
+    pub fn delivery_limit(&self) -> Option<u32> {
+        self.delivery_limit
+    }
+
     /// Bound on connecting and declaring the topology.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
@@ -293,6 +303,12 @@ impl RabbitConfig {
                 "must be above zero and at most `reconnect_max`",
             ));
         }
+        if self.delivery_limit == Some(0) {
+            return Err(Error::config(
+                "delivery_limit",
+                "must be at least 1 (or `none` for no limit)",
+            ));
+        }
         if self.connect_timeout.is_zero() {
             return Err(Error::config("connect_timeout", "must be above zero"));
         }
@@ -355,6 +371,7 @@ impl fmt::Debug for RabbitConfig {
             .field("declare", &self.declare)
             .field("retry_tiers", &self.retry_tiers)
             .field("queue_expires", &self.queue_expires)
+            .field("delivery_limit", &self.delivery_limit)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
@@ -400,6 +417,7 @@ impl Default for RabbitConfigBuilder {
                     Duration::from_secs(600),
                 ],
                 queue_expires: None,
+                delivery_limit: Some(20),
                 connect_timeout: Duration::from_secs(10),
                 reconnect_min: Duration::from_millis(100),
                 reconnect_max: Duration::from_secs(10),
@@ -494,6 +512,17 @@ impl RabbitConfigBuilder {
                         .collect::<Result<_, _>>()?
                 }
                 "queue_expires" => c.queue_expires = Some(parse_duration("queue_expires", value)?),
+                "delivery_limit" => {
+                    c.delivery_limit = match value {
+                        "none" => None,
+                        n => Some(n.parse().map_err(|_| {
+                            Error::config(
+                                "delivery_limit",
+                                format!("`{n}` is not a number of deliveries or `none`"),
+                            )
+                        })?),
+                    }
+                }
                 "heartbeat" => {
                     c.heartbeat = Some(value.parse().map_err(|_| {
                         Error::config("heartbeat", format!("`{value}` is not a number of seconds"))
@@ -602,6 +631,13 @@ impl RabbitConfigBuilder {
     /// For tests and temporary consumers.
     pub fn queue_expires(mut self, expires: Duration) -> Self {
         self.config.queue_expires = Some(expires);
+        self
+    }
+
+    /// The quorum work queue's delivery limit (see [`RabbitConfig::delivery_limit`]);
+    /// `None` for no limit.
+    pub fn delivery_limit(mut self, limit: Option<u32>) -> Self {
+        self.config.delivery_limit = limit;
         self
     }
 

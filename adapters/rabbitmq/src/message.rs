@@ -109,6 +109,39 @@ fn fallback_id(payload: &[u8], headers: Option<&FieldTable>) -> MessageId {
     MessageId::from(format!("amqp-fnv-{:016x}", h.0))
 }
 
+/// The broker's most recent dead-lettering, if it was for the delivery limit.
+struct Death {
+    queue: String,
+    time: Option<String>,
+}
+
+/// Reads `x-death` (an array of tables, most recent first) for a `delivery_limit` entry.
+fn delivery_limit_death(value: &AMQPValue) -> Option<Death> {
+    let AMQPValue::FieldArray(deaths) = value else {
+        return None;
+    };
+    let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let field = |name: &str| latest.inner().get(name);
+    if field("reason").and_then(str_of).as_deref() != Some("delivery_limit") {
+        return None;
+    }
+    let time = match field("time") {
+        Some(AMQPValue::Timestamp(secs)) => Some(
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(*secs),
+            )
+            .to_string(),
+        ),
+        _ => None,
+    };
+    Some(Death {
+        queue: field("queue").and_then(str_of).unwrap_or_default(),
+        time,
+    })
+}
+
 /// The wharf message of a delivery from `queue`.
 pub(crate) fn from_amqp(
     properties: &BasicProperties,
@@ -152,6 +185,25 @@ pub(crate) fn from_amqp(
             }
             if let Some(v) = bytes_of(value) {
                 headers.append(name.to_owned(), v);
+            }
+        }
+    }
+
+    if let Some(death) = get("x-death").and_then(delivery_limit_death) {
+        // The broker dead-lettered it past the work queue's delivery limit: describe it
+        // the way wharf's own dead letters are described.
+        if headers.get(names::DLQ_REASON).is_none() {
+            headers.insert(names::DLQ_REASON, "rabbitmq-delivery-limit");
+            headers.insert(
+                names::DLQ_ERROR,
+                format!(
+                    "RabbitMQ dead-lettered the message from `{}`: delivered more often than the queue's x-delivery-limit (a consumer crashing or requeueing it each time)",
+                    death.queue
+                ),
+            );
+            headers.insert(names::DLQ_SOURCE, death.queue);
+            if let Some(at) = death.time {
+                headers.insert(names::DLQ_FAILED_AT, at);
             }
         }
     }

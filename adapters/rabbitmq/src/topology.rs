@@ -41,6 +41,7 @@ pub struct Topology {
     dead_letter_queue: String,
     queue_type: QueueType,
     expires: Option<Duration>,
+    delivery_limit: Option<u32>,
     declare: bool,
 }
 
@@ -73,6 +74,7 @@ impl Topology {
             binding_key: config.binding_key().to_owned(),
             queue_type: config.queue_type(),
             expires: config.queue_expires(),
+            delivery_limit: config.delivery_limit(),
             declare: config.declare(),
             queue,
         })
@@ -137,6 +139,35 @@ impl Topology {
         args
     }
 
+    /// The work queue's: on a quorum queue with a delivery limit, `x-delivery-limit` and
+    /// the broker's own dead-lettering past it to `<queue>.dlq`.
+    fn work_args(&self) -> FieldTable {
+        let mut args = self.base_args();
+        if let (QueueType::Quorum, Some(limit)) = (self.queue_type, self.delivery_limit) {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(limit.into()),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(LongString::from("")),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(self.dead_letter_queue.as_str().into()),
+            );
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+        args
+    }
+
     fn tier_args(&self, ttl: Duration) -> FieldTable {
         let mut args = self.base_args();
         args.insert(
@@ -195,7 +226,7 @@ impl Topology {
                     })
             }
         };
-        declare(&self.queue, self.base_args()).await?;
+        declare(&self.queue, self.work_args()).await?;
         for (ttl, name) in &self.tiers {
             declare(name, self.tier_args(*ttl)).await?;
         }
@@ -236,23 +267,35 @@ impl Topology {
     }
 }
 
-/// What to do about a refused queue declare, from the broker's reply text: the option
-/// to set, so the error is actionable without reading RabbitMQ's argument names.
-fn declare_hint(reply: &str, passive: bool) -> &'static str {
-    if reply.contains("x-queue-type") {
-        " (the queue exists with another queue type: set `queue_type` to match it, \
-         or delete the queue)"
-    } else if reply.contains("x-message-ttl") || reply.contains("x-dead-letter") {
-        " (the queue exists with other retry settings: `retry_tiers` must match the \
-         tier queues' TTLs, or delete them)"
-    } else if reply.contains("x-expires") {
-        " (the queue exists with another `queue_expires`)"
+/// What to do about a refused queue declare, from the broker's reply text: the options
+/// to set, so the error is actionable without knowing RabbitMQ's argument names. The
+/// broker names only the first argument that differs (`x-dead-letter-exchange` comes
+/// before `x-queue-type`), so every option that shapes the arguments is listed.
+fn declare_hint(reply: &str, passive: bool) -> String {
+    if reply.contains("inequivalent arg") {
+        let arg = reply
+            .split("inequivalent arg '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or("?");
+        let option = match arg {
+            "x-queue-type" => "`queue_type`",
+            "x-message-ttl" => "`retry_tiers`",
+            "x-expires" => "`queue_expires`",
+            _ => "`delivery_limit` (`none` for a queue declared without one)",
+        };
+        format!(
+            " (the queue exists with another `{arg}`: set {option} to match it; wharf \
+             declares its queues from `queue_type`, `delivery_limit`, `retry_tiers` and \
+             `queue_expires`; or delete the queue)"
+        )
     } else if passive && reply.contains("NOT_FOUND") {
         " (with `declare=false` the whole topology must exist: the work queue, \
          `<queue>.retry.<delay>` for every retry tier and `<queue>.dlq`; declare it \
          with `declare=true` or `wharf_rabbitmq::topology::declare`)"
+            .to_owned()
     } else {
-        ""
+        String::new()
     }
 }
 

@@ -369,3 +369,63 @@ async fn copies_keep_properties_and_typed_headers() {
     drop(sub);
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// A crash or requeue loop ends in the dead-letter queue (issue 13, item 8): the quorum
+/// work queue is declared with `x-delivery-limit` and the broker dead-letters past it to
+/// `<queue>.dlq`; read back, the copy describes itself like wharf's own dead letters
+/// (`wharf-dlq-reason: rabbitmq-delivery-limit`, from `x-death`). Before, the work queue
+/// had no limit and no dead-letter exchange: the message was requeued for ever here, and
+/// on RabbitMQ 4 (default limit 20, no dead-letter exchange) dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq"]
+async fn a_requeue_loop_ends_in_the_dead_letter_queue() {
+    let queue = common::unique("delivery-limit");
+    let config = config(&queue)
+        .to_builder()
+        .delivery_limit(Some(2))
+        .build()
+        .unwrap();
+    let topo = topology::declare(&config).await.unwrap();
+    let publisher = RabbitPublisher::connect(&config).await.unwrap();
+    publisher
+        .publish(&queue, Message::with_id(format!("{queue}-loop"), "boom"))
+        .await
+        .unwrap();
+
+    // Every delivery is handed back unsettled-as-retry at once, as a crashing consumer's
+    // would be (`Retry { after: 0 }` on a quorum queue is a requeue the broker counts).
+    let mut sub = RabbitSubscriber::connect(&config).await.unwrap();
+    let mut deliveries = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(d))) => {
+                deliveries += 1;
+                assert!(
+                    deliveries <= 10,
+                    "still redelivered after {deliveries} deliveries"
+                );
+                let (_, acker) = d.into_parts();
+                acker.settle(Outcome::RETRY_NOW).await.unwrap();
+            }
+            Ok(other) => panic!("subscriber: {other:?}"),
+        }
+    }
+    assert!(deliveries >= 2, "{deliveries}");
+    let letters = inspect::peek(&config, topo.dead_letter_queue(), 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let h = letters[0].headers();
+    assert_eq!(
+        h.get_str(names::DLQ_REASON),
+        Some("rabbitmq-delivery-limit"),
+        "{h:?}"
+    );
+    assert_eq!(h.get_str(names::DLQ_SOURCE), Some(queue.as_str()));
+    assert!(h
+        .get_str(names::DLQ_ERROR)
+        .unwrap()
+        .contains("x-delivery-limit"));
+    assert_eq!(letters[0].id().as_str(), format!("{queue}-loop"));
+}
