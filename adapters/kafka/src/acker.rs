@@ -132,8 +132,17 @@ impl KafkaAcker {
         }
     }
 
-    /// Publishes `copy` to `topic`, then settles the offset; a failed publish leaves it
-    /// unsettled.
+    /// Publishes `copy` to `topic`, then settles the offset.
+    ///
+    /// A failed publish is retried with a backoff from 100 ms doubling to 30 s, for as
+    /// long as it takes (a missing or refusing destination is an operator's problem to
+    /// fix, and the message must not be lost): the delivery stays owned by the runtime
+    /// meanwhile (it holds its key's lane and an in-flight slot, so the consumer cannot
+    /// run away from it), the partition's commits wait at this offset, and every failure
+    /// is a WARN naming topic, partition, offset, destination and error and a count in
+    /// `wharf_settle_failures_total{reason}`. It stops when the partition is revoked (the
+    /// new owner reads the record again) or when the runtime gives up at its
+    /// `settle_timeout` after a shutdown (uncommitted: read again after a restart).
     fn publish_then_settle(
         self,
         topic: String,
@@ -148,22 +157,48 @@ impl KafkaAcker {
             message,
         } = self;
         Box::pin(async move {
-            let sent = send(
-                &shared.producer,
-                shared.publish_timeout,
-                &topic,
-                &copy,
-                &extra_headers,
-            )
-            .await;
-            match sent {
-                Ok(()) => {
-                    Self::settled(&shared, &state, offset);
-                    Ok(())
+            const FIRST: Duration = Duration::from_millis(100);
+            const LONGEST: Duration = Duration::from_secs(30);
+            let mut backoff = FIRST;
+            let mut failures = 0u32;
+            loop {
+                if state.is_revoked() {
+                    tracing::info!(message_id = %message.id(), topic = %state.topic, partition = state.partition, offset, "partition revoked while its {what} copy could not be published; the new owner reads the record again");
+                    return Err(error::settle(
+                        format!("publishing to `{topic}`"),
+                        "the partition was revoked before the copy could be published",
+                    )
+                    .into());
                 }
-                Err(e) => {
-                    tracing::error!(message_id = %message.id(), topic, error = %e, "{what} publish failed; the offset stays unsettled and the message is read again after a restart or rebalance");
-                    Err(error::settle(format!("publishing to `{topic}`"), e).into())
+                let sent = send(
+                    &shared.producer,
+                    shared.publish_timeout,
+                    &topic,
+                    &copy,
+                    &extra_headers,
+                )
+                .await;
+                match sent {
+                    Ok(()) => {
+                        if failures > 0 {
+                            tracing::info!(message_id = %message.id(), destination = %topic, failures, "{what} copy published after failed attempts");
+                        }
+                        Self::settled(&shared, &state, offset);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        metrics::counter!(
+                            wharf::metric_names::SETTLE_FAILURES,
+                            "consumer" => shared.group.to_string(),
+                            "source" => state.topic.to_string(),
+                            "reason" => if what == "dead-letter" { "dead_letter_publish" } else { "retry_publish" },
+                        )
+                        .increment(1);
+                        tracing::warn!(message_id = %message.id(), topic = %state.topic, partition = state.partition, offset, destination = %topic, failures, retry_in = ?backoff, error = %e, "{what} publish failed; retrying (the partition's commits wait at this offset)");
+                        tokio::time::sleep(backoff).await;
+                        backoff = backoff.saturating_mul(2).min(LONGEST);
+                    }
                 }
             }
         })
