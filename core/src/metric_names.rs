@@ -17,7 +17,8 @@ pub const RETRIES: &str = "wharf_retries_total";
 /// Dead letters published and confirmed (label `reason`).
 pub const DEAD_LETTERS: &str = "wharf_dead_letters_total";
 /// Settlements whose failure path itself failed: a dead letter or retry copy that could
-/// not be published (labels `consumer`, `source`, `reason`: `dead_letter_publish`). The
+/// not be published (labels `consumer`, `source`, `reason`: `dead_letter_publish`, or
+/// `retry_publish` for a Kafka retry-topic copy). The
 /// delivery is redelivered with backoff; a counter that keeps rising means the
 /// destination is missing, full or refuses the copy.
 pub const SETTLE_FAILURES: &str = "wharf_settle_failures_total";
