@@ -148,39 +148,21 @@ impl Topology {
                 "x-delivery-limit".into(),
                 AMQPValue::LongLongInt(limit.into()),
             );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(LongString::from("")),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(self.dead_letter_queue.as_str().into()),
-            );
-            args.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            args.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
+            self.dead_letter_to(&mut args, &self.dead_letter_queue);
         }
         args
     }
 
-    fn tier_args(&self, ttl: Duration) -> FieldTable {
-        let mut args = self.base_args();
-        args.insert(
-            "x-message-ttl".into(),
-            AMQPValue::LongLongInt(ttl.as_millis() as i64),
-        );
+    /// The broker dead-letters from this queue to `queue` through the default exchange;
+    /// on quorum queues at-least-once (which needs `x-overflow: reject-publish`).
+    fn dead_letter_to(&self, args: &mut FieldTable, queue: &str) {
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(LongString::from("")),
         );
         args.insert(
             "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.queue.as_str().into()),
+            AMQPValue::LongString(queue.into()),
         );
         if self.queue_type == QueueType::Quorum {
             args.insert(
@@ -192,6 +174,15 @@ impl Topology {
                 AMQPValue::LongString("reject-publish".into()),
             );
         }
+    }
+
+    fn tier_args(&self, ttl: Duration) -> FieldTable {
+        let mut args = self.base_args();
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(ttl.as_millis() as i64),
+        );
+        self.dead_letter_to(&mut args, &self.queue);
         args
     }
 
