@@ -194,6 +194,19 @@ pub async fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i3
     .unwrap()
 }
 
+/// `true` once `group` has committed every non-empty partition of `topic` to its end in
+/// `ends`.
+pub async fn committed_to_end(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+) -> bool {
+    let committed = committed(bootstrap, group, topic).await;
+    ends.iter()
+        .all(|(p, end)| *end == 0 || committed.get(p).copied().flatten() == Some(*end))
+}
+
 /// The end (high watermark) of every partition of `topic`.
 pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
