@@ -20,13 +20,15 @@
 //! Settled offsets move their partition's watermark (see [`offsets`](crate::offsets));
 //! the watermark is stored with librdkafka (at most 64 offsets or 100 ms behind, at once
 //! when the partition has nothing left in flight) and committed every
-//! `commit_interval`, on every revoke (synchronously, before the partition moves) and
+//! `commit_interval`, on every revoke (by librdkafka, before the partition moves) and
 //! at [`close`](wharf::Subscriber::close) (after storing every watermark). Nothing is
 //! ever committed past an unsettled offset.
 //!
 //! # Rebalances
 //!
-//! On a revoke the partition's watermark is committed and the partition marked revoked:
+//! On a revoke the partition's watermark is stored (librdkafka commits the stored offsets
+//! of removed partitions on its own thread before it rejoins the group: nothing blocks a
+//! runtime thread) and the partition is marked revoked:
 //! records of it still queued are discarded (not handed out), and settlements of its
 //! messages still in flight are ignored. The new owner reads from the committed
 //! watermark, so messages in flight during a rebalance are delivered again
@@ -55,7 +57,6 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message as _};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -104,7 +105,6 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
-                let mut commit = TopicPartitionList::new();
                 let mut in_flight = 0;
                 for elem in tpl.elements() {
                     let Some(state) = self.assignment.remove(elem.topic(), elem.partition()) else {
@@ -112,12 +112,20 @@ impl ConsumerContext for GroupContext {
                     };
                     let tracker = state.revoke();
                     in_flight += tracker.unsettled();
-                    if let Some(watermark) = tracker.watermark() {
-                        let _ = commit.add_partition_offset(
-                            elem.topic(),
-                            elem.partition(),
-                            Offset::Offset(watermark),
-                        );
+                    // Only stored here: librdkafka commits the stored offsets of removed
+                    // partitions itself (auto-commit is on) on its own thread, and waits
+                    // for that commit before it rejoins. A synchronous commit here would
+                    // block this runtime worker for a broker round trip. A lost
+                    // assignment belongs to someone else already: nothing is stored, so
+                    // nothing moves their position.
+                    if !lost {
+                        if let Some(watermark) = tracker.watermark() {
+                            if let Err(e) =
+                                consumer.store_offset(elem.topic(), elem.partition(), watermark - 1)
+                            {
+                                tracing::warn!(group = %self.group, topic = elem.topic(), partition = elem.partition(), error = %e, "storing a revoked partition's watermark failed; the new owner re-reads from the last committed offset");
+                            }
+                        }
                     }
                 }
                 tracing::info!(
@@ -127,13 +135,6 @@ impl ConsumerContext for GroupContext {
                     lost,
                     "partitions revoked; messages in flight are redelivered to the new owner"
                 );
-                // A lost assignment belongs to someone else already: committing would
-                // fail (and must not move their position).
-                if !lost && commit.count() > 0 {
-                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                        tracing::warn!(group = %self.group, error = %e, "committing revoked partitions failed; the new owner re-reads from the last committed offset");
-                    }
-                }
             }
             Rebalance::Error(e) => {
                 tracing::warn!(group = %self.group, error = %e, "rebalance error");
