@@ -174,7 +174,14 @@ impl Assignment {
             .clone()
     }
 
-    /// Adds a partition (a fresh tracker) unless it is assigned already.
+    /// Adds a newly assigned partition with a fresh tracker.
+    ///
+    /// The group only ever assigns a partition this member does not hold (eager
+    /// assignment revokes everything first; incremental assignment lists only new
+    /// partitions), so a state still present is stale: it is revoked and replaced. Keeping
+    /// it would keep its tracker, which refuses every offset at or below the newest one it
+    /// saw, and the new assignment re-reads from the committed offset: those records
+    /// would be skipped.
     pub(crate) fn assign(&self, topic: &str, partition: i32) {
         let Ok(index) = usize::try_from(partition) else {
             return;
@@ -187,9 +194,9 @@ impl Assignment {
         if slots.len() <= index {
             slots.resize(index + 1, None);
         }
-        match &slots[index] {
-            Some(state) if !state.is_revoked() => {}
-            _ => slots[index] = Some(Arc::new(PartitionState::new(topic_arc, partition))),
+        let fresh = Arc::new(PartitionState::new(topic_arc, partition));
+        if let Some(stale) = slots[index].replace(fresh) {
+            drop(stale.revoke());
         }
     }
 
@@ -308,11 +315,6 @@ mod tests {
         a.assign("t", 2);
         let old = a.get("t", 2).unwrap();
         old.tracker().register(7);
-        a.assign("t", 2);
-        assert!(
-            Arc::ptr_eq(&old, &a.get("t", 2).unwrap()),
-            "still assigned: kept"
-        );
         let removed = a.remove("t", 2).unwrap();
         drop(removed.revoke());
         assert!(old.is_revoked());
@@ -322,5 +324,37 @@ mod tests {
         assert!(!Arc::ptr_eq(&old, &new));
         assert!(new.tracker().register(0));
         assert_eq!(a.all().len(), 1);
+    }
+
+    #[test]
+    fn an_assignment_never_inherits_a_stale_tracker() {
+        // A state left for a partition the group now assigns (before: kept, so its
+        // tracker refused the re-read of every offset up to the newest it had seen,
+        // and those records were skipped).
+        let a = Assignment::default();
+        a.assign("t", 0);
+        let stale = a.get("t", 0).unwrap();
+        assert!(stale.tracker().register(5));
+        a.assign("t", 0);
+        let fresh = a.get("t", 0).unwrap();
+        assert!(!Arc::ptr_eq(&stale, &fresh));
+        assert!(
+            stale.is_revoked(),
+            "the stale state's settlements are ignored"
+        );
+        assert!(
+            fresh.tracker().register(0),
+            "the new assignment reads from the committed offset"
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_unassigned_partition_finds_no_state() {
+        // The driver skips such a record; it never creates a tracker for it.
+        let a = Assignment::default();
+        assert!(a.get("t", 1).is_none());
+        a.assign("t", 0);
+        assert!(a.get("t", 1).is_none());
+        assert!(a.get("u", 0).is_none());
     }
 }

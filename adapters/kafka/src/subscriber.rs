@@ -295,16 +295,19 @@ fn queue(
     let item = match fetched {
         Ok(record) => {
             let topic = record.topic();
-            let state = match shared.assignment.get(topic, record.partition()) {
-                Some(state) => state,
-                None => {
-                    // Normally assigned in the rebalance callback already.
-                    shared.assignment.assign(topic, record.partition());
-                    match shared.assignment.get(topic, record.partition()) {
-                        Some(state) => state,
-                        None => return Queued::Skipped,
-                    }
-                }
+            let Some(state) = shared.assignment.get(topic, record.partition()) else {
+                // Partitions are added in the rebalance callback, before any of their
+                // records can be returned; a record of a partition not (or no longer)
+                // assigned is stale. Skipped, never given a tracker: a tracker made here
+                // would outlive into the partition's next assignment and refuse the
+                // records that assignment re-reads from the committed offset.
+                tracing::debug!(
+                    topic,
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "record of a partition not assigned to this member; skipped"
+                );
+                return Queued::Skipped;
             };
             if !state.tracker().register(record.offset()) {
                 tracing::debug!(
