@@ -22,8 +22,16 @@
 //!   (an AMQP channel closes, a Kafka offset is not committed, an in-memory message goes
 //!   back to the queue). That is the guarantee behind "nothing in flight is lost on a
 //!   crash".
+//! - A delivery the broker can take away while it is in flight (a revoked Kafka
+//!   partition) has a [`Lease`] ([`Acker::lease`]). Once the adapter revokes it, the
+//!   runtime runs nothing more of that delivery in this process: a waiting in-lane retry
+//!   is cancelled at once, a `Retry` is not run again, a delivery still queued behind its
+//!   lane is not started. Each is settled `Retry` (which the acker of a revoked delivery
+//!   ignores) and counted in [`Summary::revoked`](crate::Summary::revoked); the new
+//!   owner delivers it again.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,6 +76,65 @@ pub trait Acker: Send + 'static {
 
     /// Settles the delivery with the final outcome.
     fn settle(self, outcome: Outcome) -> Self::Future;
+
+    /// The delivery's lease, for adapters whose broker can take a delivery away from this
+    /// consumer while it is in flight (see the [module docs](self#the-acker-contract));
+    /// `None` (the default) when it cannot.
+    fn lease(&self) -> Option<&Lease> {
+        None
+    }
+}
+
+/// Whether a delivery still belongs to this consumer.
+///
+/// An adapter gives every delivery of one partition (or other unit the broker can
+/// reassign) a clone of one lease and [`revoke`](Lease::revoke)s it when the broker
+/// takes the unit away; the runtime then stops working on those deliveries. Cheap to
+/// clone (one reference count).
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    inner: Arc<LeaseState>,
+}
+
+#[derive(Debug, Default)]
+struct LeaseState {
+    revoked: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Lease {
+    /// A lease that holds until revoked.
+    pub fn new() -> Self {
+        Lease::default()
+    }
+
+    /// Takes the deliveries under this lease away from the consumer.
+    pub fn revoke(&self) {
+        self.inner.revoked.store(true, AtomicOrdering::Release);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Whether the lease was revoked (one atomic load: checked for every delivery).
+    pub fn is_revoked(&self) -> bool {
+        self.inner.revoked.load(AtomicOrdering::Acquire)
+    }
+
+    /// Resolves once the lease is revoked.
+    pub fn revoked(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                let notified = inner.notify.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a revoke between the two is not missed.
+                notified.as_mut().enable();
+                if inner.revoked.load(AtomicOrdering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    }
 }
 
 /// A stream of deliveries from one source (queue, topic subscription, subject).

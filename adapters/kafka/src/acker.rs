@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureProducer;
+use wharf::adapter::Lease;
 use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::headers::names;
 use wharf::{Acker, BoxError, Message, Outcome};
@@ -207,6 +208,12 @@ impl KafkaAcker {
 
 impl Acker for KafkaAcker {
     type Future = SettleFuture;
+
+    /// The partition's lease: revoked with the partition, so the runtime cancels this
+    /// delivery's waiting in-lane retry and runs nothing more of it.
+    fn lease(&self) -> Option<&Lease> {
+        Some(&self.state.lease)
+    }
 
     fn settle(self, outcome: Outcome) -> SettleFuture {
         match outcome {

@@ -9,9 +9,10 @@
 //! handled again (at-least-once; the dedup layer absorbs them), nothing is skipped.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use wharf::adapter::Lease;
 
 /// A moved watermark is stored with librdkafka once it is this many offsets past the last
 /// one stored, or when nothing of the partition is in flight...
@@ -116,10 +117,11 @@ impl Tracker {
 pub(crate) struct PartitionState {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
-    /// Set when the partition is revoked (or lost): its remaining settlements are ignored
-    /// and its buffered messages are not handed out; the new owner reads them again from
-    /// the committed watermark.
-    revoked: AtomicBool,
+    /// Revoked when the partition is revoked (or lost): its remaining settlements are
+    /// ignored, its buffered messages are not handed out, and the runtime runs nothing
+    /// more of its deliveries (waiting in-lane retries are cancelled); the new owner
+    /// reads them again from the committed watermark.
+    pub(crate) lease: Lease,
     tracker: Mutex<Tracker>,
 }
 
@@ -128,13 +130,13 @@ impl PartitionState {
         PartitionState {
             topic,
             partition,
-            revoked: AtomicBool::new(false),
+            lease: Lease::new(),
             tracker: Mutex::new(Tracker::default()),
         }
     }
 
     pub(crate) fn is_revoked(&self) -> bool {
-        self.revoked.load(Ordering::Acquire)
+        self.lease.is_revoked()
     }
 
     /// The tracker, locked. Settling stores the new watermark while holding it, so stores
@@ -146,7 +148,7 @@ impl PartitionState {
     /// Marks the partition revoked; returns its tracker, locked, for the final store.
     pub(crate) fn revoke(&self) -> MutexGuard<'_, Tracker> {
         let tracker = self.tracker();
-        self.revoked.store(true, Ordering::Release);
+        self.lease.revoke();
         tracker
     }
 }

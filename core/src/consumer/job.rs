@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
+use crate::adapter::Lease;
 use crate::error::{classify, error_chain, panic_message, BoxError, ErrorKind};
 use crate::message::{Message, MessageId};
 use crate::outcome::{Failure, FailureReason, Outcome};
@@ -46,20 +47,23 @@ pub(crate) struct Entry<A> {
     pub(crate) message: Option<Message>,
 }
 
-/// A delivery the runtime retries itself, waiting out its delay; yields its slot.
+/// A delivery the runtime retries itself, waiting out its delay; yields its slot, early
+/// if the delivery's [`Lease`] is revoked meanwhile.
 ///
 /// The timer is boxed so the type is `Unpin` (retries are rare; the box is not on the
 /// per-message path).
 pub(crate) struct RetryTimer {
     pub(crate) slot: usize,
     sleep: Pin<Box<Sleep>>,
+    revoked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl RetryTimer {
-    pub(crate) fn new(slot: usize, after: Duration) -> Self {
+    pub(crate) fn new(slot: usize, after: Duration, lease: Option<&Lease>) -> Self {
         RetryTimer {
             slot,
             sleep: Box::pin(tokio::time::sleep(after)),
+            revoked: lease.map(|lease| Box::pin(lease.revoked()) as Pin<Box<_>>),
         }
     }
 }
@@ -69,6 +73,11 @@ impl Future for RetryTimer {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let slot = self.slot;
+        if let Some(revoked) = &mut self.revoked {
+            if revoked.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(slot);
+            }
+        }
         self.sleep.as_mut().poll(cx).map(|()| slot)
     }
 }

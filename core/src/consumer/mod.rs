@@ -271,4 +271,8 @@ pub struct Summary {
     pub abandoned: u64,
     /// Errors the subscriber reported while continuing.
     pub source_errors: u64,
+    /// Deliveries whose [`Lease`](crate::adapter::Lease) was revoked before they were
+    /// done (a Kafka partition moved to another member): not run (again) here, settled
+    /// `Retry` for the new owner to deliver.
+    pub revoked: u64,
 }

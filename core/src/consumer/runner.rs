@@ -18,7 +18,7 @@ use super::job::{final_outcome, Entry, Finished, Handling, RetryTimer, Settle, S
 use super::jobs::Jobs;
 use super::lanes::{Lanes, Ordering};
 use super::Summary;
-use crate::adapter::{Acker, Delivery, Subscriber};
+use crate::adapter::{Acker, Delivery, Lease, Subscriber};
 use crate::error::{error_chain, BoxError, Error};
 use crate::message::Message;
 use crate::outcome::Outcome;
@@ -311,19 +311,39 @@ where
     /// Calls the (ready) service and tracks the delivery, which holds lane `key`.
     fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>, cx: &mut Context<'_>) {
         let (message, acker) = delivery.into_parts();
-        let slot = self.entries.insert(Entry {
+        let entry = Entry {
             id: message.id().clone(),
             attempt: message.attempt(),
             key,
             acker,
             message: self.limits.retry_in_lane.then(|| message.clone()),
-        });
+        };
+        if revoked(&entry.acker) {
+            // Taken away while it waited behind its lane: the new owner delivers it.
+            self.give_up_revoked(entry, cx);
+            return;
+        }
+        let slot = self.entries.insert(entry);
         self.call(slot, message, cx);
+    }
+
+    /// A delivery whose lease was revoked: nothing more of it runs here. Settled `Retry`
+    /// (the adapter ignores it; the new owner delivers the message again), which frees
+    /// its lane for what waits behind it.
+    fn give_up_revoked(&mut self, entry: Entry<S::Acker>, cx: &mut Context<'_>) {
+        tracing::debug!(message_id = %entry.id, "the delivery's lease was revoked; left to the new owner");
+        self.summary.revoked += 1;
+        self.settle(entry, Outcome::RETRY_NOW, cx);
     }
 
     /// Runs an in-lane retry: the kept message again, its attempt raised by one, still
     /// holding its lane.
     fn rerun(&mut self, slot: usize, cx: &mut Context<'_>) {
+        if revoked(&self.entries[slot].acker) {
+            let entry = self.entries.remove(slot);
+            self.give_up_revoked(entry, cx);
+            return;
+        }
         let entry = &mut self.entries[slot];
         let Some(kept) = entry.message.take() else {
             // Only entries with a kept message are ever scheduled for a rerun.
@@ -356,9 +376,16 @@ where
     /// `retry_in_lane`, while running) or settle it.
     fn handled(&mut self, slot: usize, outcome: Outcome, cx: &mut Context<'_>) {
         if let Outcome::Retry { after } = outcome {
-            if !self.stopping() && self.entries[slot].message.is_some() {
+            let entry = &self.entries[slot];
+            if revoked(&entry.acker) {
+                let entry = self.entries.remove(slot);
+                self.give_up_revoked(entry, cx);
+                return;
+            }
+            if !self.stopping() && entry.message.is_some() {
                 self.summary.retried_in_lane += 1;
-                self.retry_timers.push(RetryTimer::new(slot, after));
+                let timer = RetryTimer::new(slot, after, entry.acker.lease());
+                self.retry_timers.push(timer);
                 return;
             }
         }
@@ -448,6 +475,11 @@ where
                 .push(Settle::new(id, None, Outcome::RETRY_NOW, fut));
         }
     }
+}
+
+/// Whether the delivery settled by `acker` was taken away from this consumer.
+fn revoked<A: Acker>(acker: &A) -> bool {
+    acker.lease().is_some_and(Lease::is_revoked)
 }
 
 pin_project_lite::pin_project! {
