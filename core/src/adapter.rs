@@ -235,7 +235,10 @@ pub struct Capabilities {
     ///
     /// For brokers that settle a position rather than a message (a Kafka partition's
     /// committed offset), putting one message back would mean holding or re-reading
-    /// everything after it. With this set, the [`Consumer`](crate::Consumer) keeps a
+    /// everything after it; brokers that cannot redeliver at all (Core NATS) would lose
+    /// it. Where the broker cannot redeliver ([`redelivers_unacked`](Self::redelivers_unacked)
+    /// unset), the runtime also keeps retrying while it drains at shutdown, until the
+    /// shutdown deadline. With this set, the [`Consumer`](crate::Consumer) keeps a
     /// delivery that came back `Retry` unsettled, waits `after` while holding the
     /// message's key lane (other keys keep flowing), and runs it again with its attempt
     /// raised by one. The acker sees only the final outcome, or `Retry` when the consumer

@@ -19,9 +19,13 @@
 //! delivery; a single task per subscriber sends the progress acks.
 //!
 //! **Core NATS** (at-most-once): settling does nothing; the broker already forgot the
-//! message. A `Retry` (or a `DeadLetter` the runtime turned into one) cannot be honoured:
-//! the message is lost, logged as a warning and counted in
-//! `wharf_nats_core_unredeliverable_total`.
+//! message. Core subscribers declare
+//! [`retry_in_lane`](wharf::Capabilities::retry_in_lane), so the runtime carries out
+//! every `Retry` itself (in the message's lane, `Message::attempt` raised per run, also
+//! while draining at shutdown) and a retry policy ends in a dead letter, never a silent
+//! loss. Only a `Retry` still waiting at the shutdown deadline, or a `DeadLetter` with no
+//! dead-letter layer in the stack, reaches this acker: that message is lost, logged as a
+//! warning and counted in `wharf_nats_core_unredeliverable_total`.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -286,13 +290,17 @@ impl Acker for CoreAcker {
     fn settle(self, outcome: Outcome) -> Self::Future {
         match outcome {
             Outcome::Ack => {}
+            // The runtime retries Core messages itself (`retry_in_lane`): a `Retry` here
+            // is one still waiting at the shutdown deadline. A `DeadLetter` here had no
+            // dead-letter layer to publish it.
             Outcome::Retry { .. } | Outcome::DeadLetter(_) => {
                 tracing::warn!(
                     message_id = %self.id,
                     subject = %self.subject,
                     outcome = outcome.as_str(),
-                    "Core NATS cannot redeliver: the message is lost (at-most-once); use \
-                     JetStream, or put the dead-letter layer in the stack"
+                    "Core NATS cannot redeliver: the message is lost (at-most-once); a \
+                     retry still waiting at the shutdown deadline, or a dead letter without \
+                     the dead-letter layer in the stack; use JetStream to keep them"
                 );
                 metrics::counter!(CORE_UNREDELIVERABLE, "subject" => self.subject.to_string())
                     .increment(1);

@@ -358,6 +358,10 @@ pub fn core_capabilities(grouped: bool) -> Capabilities {
     c.ordered_per_key = true;
     c.competing_consumers = grouped;
     c.fan_out_groups = true;
+    // Core cannot redeliver: the runtime carries out every `Retry` itself, in the
+    // message's lane, with `Message::attempt` raised per run, so a retry policy counts
+    // its attempts and dead-letters what it gives up on instead of losing it.
+    c.retry_in_lane = true;
     c
 }
 

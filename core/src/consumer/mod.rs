@@ -213,6 +213,7 @@ where
                 max_attempts: self.max_attempts,
             },
             retry_in_lane: capabilities.retry_in_lane,
+            hand_back_on_stop: capabilities.redelivers_unacked,
         };
         let mut runner = Runner::new(self.subscriber, self.service, limits, Box::pin(shutdown));
         std::future::poll_fn(|cx| {

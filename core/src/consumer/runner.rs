@@ -36,6 +36,10 @@ pub(super) struct Limits {
     /// The adapter leaves `Retry` to the runtime: see
     /// [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane).
     pub(super) retry_in_lane: bool,
+    /// The broker delivers again what is handed back (settled `Retry` while stopping).
+    /// Where it cannot (Core NATS), in-lane retries go on while draining, until the
+    /// shutdown deadline.
+    pub(super) hand_back_on_stop: bool,
 }
 
 enum Phase {
@@ -230,7 +234,9 @@ where
                 self.phase = Phase::Draining {
                     deadline: Box::pin(tokio::time::sleep(self.limits.shutdown_timeout)),
                 };
-                self.release_retries(cx);
+                if self.limits.hand_back_on_stop {
+                    self.release_retries(cx);
+                }
             }
         }
         if let Phase::Draining { deadline } = &mut self.phase {
@@ -382,7 +388,8 @@ where
                 self.give_up_revoked(entry, cx);
                 return;
             }
-            if !self.stopping() && entry.message.is_some() {
+            let retry_here = !self.stopping() || !self.limits.hand_back_on_stop;
+            if retry_here && entry.message.is_some() {
                 self.summary.retried_in_lane += 1;
                 let timer = RetryTimer::new(slot, after, entry.acker.lease());
                 self.retry_timers.push(timer);
