@@ -36,6 +36,20 @@
 //! empty, or a header value that is not UTF-8, counts as missing; a payload that does not
 //! decode, when the key comes from the payload, is a permanent `decode` error.
 //!
+//! # A completed key wins over decoding
+//!
+//! The layer runs before the handler, and decoding is the handler's first step, so a
+//! message whose key is already completed is acked as a duplicate without being
+//! decoded, even if its payload would not decode or the handler would fail on it: the
+//! operation its key names was done, and a second message for it is skipped whatever it
+//! carries (as an inbox skips a duplicate before deserializing it). The skipped copy is
+//! still counted in `wharf_duplicates_total{kind="idempotency"}`. An undecodable payload
+//! under a fresh key reaches the handler and is dead-lettered with reason `decode`. To
+//! let a broken payload always reach the dead-letter destination, take the key from the
+//! payload ([`key_from_payload`](IdempotencyLayer::key_from_payload)): a payload that does
+//! not decode then has no key and is a permanent `decode` error. Tested in
+//! `tests/idempotency_completed_key_wins_over_decoding.rs`.
+//!
 //! # Idempotency or deduplication?
 //!
 //! | | idempotency (this layer) | [deduplication](crate::dedup) |
