@@ -117,14 +117,18 @@ impl KafkaClient {
             return Err(Error::config("group", "must not be empty"));
         }
         let mut all: Vec<String> = Vec::new();
+        let mut retry_topics: Vec<String> = Vec::new();
         for topic in topics {
             let topic = topic.as_ref();
             validate_topic("topics", topic)?;
             all.push(topic.to_owned());
             if self.config.retry() == RetryMode::Topic {
-                all.push(self.config.retry_topic_for(topic));
+                retry_topics.push(self.config.retry_topic_for(topic));
             }
         }
+        retry_topics.sort();
+        retry_topics.dedup();
+        all.extend(retry_topics.iter().cloned());
         all.sort();
         all.dedup();
 
@@ -182,6 +186,7 @@ impl KafkaClient {
             shared,
             self.config.buffer_size(),
             self.config.retry(),
+            retry_topics,
         ))
     }
 

@@ -41,7 +41,10 @@
 //!
 //! With [`RetryMode::Topic`] the subscriber also reads the retry topics. A copy whose
 //! not-before time has not come is held (its offset stays unsettled, so its partition's
-//! watermark waits for it, and it counts against `buffer`) and handed out when due.
+//! watermark waits for it) and handed out when due. Held copies do **not** count against
+//! `buffer`, so pending retries never stop the main topics; they have a budget of their
+//! own (`buffer` copies): once that many are held, the driver pauses only the retry
+//! topics' partitions, and resumes them when half have come due.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -185,14 +188,28 @@ enum Fetched {
 /// Flow control between the driver and the subscriber.
 #[derive(Debug)]
 struct Flow {
-    /// Records queued or held (retry copies not yet due), not yet handed out.
+    /// Records queued, not yet handed out (or moved to the held retry copies).
     buffered: AtomicUsize,
     capacity: usize,
     /// The driver waits for room (set by the driver, cleared by the subscriber when it
     /// wakes it).
     waiting: AtomicBool,
     space: Notify,
+    /// Retry copies held until due: a budget of their own (`capacity`), so held retries
+    /// never stop the main topics.
+    held: AtomicUsize,
+    /// The driver paused the retry topics for held copies and waits for them to drain.
+    held_waiting: AtomicBool,
+    held_space: Notify,
+    /// The retry topics ([`RetryMode::Topic`]), whose partitions pause for held copies.
+    retry_topics: Vec<String>,
     stop: Notify,
+}
+
+impl Flow {
+    fn is_retry_topic(&self, topic: &str) -> bool {
+        self.retry_topics.iter().any(|t| t == topic)
+    }
 }
 
 /// How long the driver stops taking records from librdkafka when the queue is full,
@@ -201,10 +218,25 @@ const SOFT_STOP: Duration = Duration::from_secs(1);
 
 async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSender<Fetched>) {
     let consumer = shared.consumer();
+    // Every assigned partition paused: the queue is full.
     let mut paused = false;
+    // The retry topics' partitions paused: the held retry copies are at their budget.
+    let mut retry_paused = false;
     let mut flush = tokio::time::interval(STORE_AFTER);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !retry_paused
+            && !flow.retry_topics.is_empty()
+            && flow.held.load(Ordering::Acquire) >= flow.capacity
+        {
+            flow.held_waiting.store(true, Ordering::Release);
+            // Checked again after announcing the wait: the subscriber may have drained
+            // them meanwhile without seeing the flag.
+            if flow.held.load(Ordering::Acquire) >= flow.capacity {
+                retry_paused = true;
+                set_paused(consumer, true, |topic| flow.is_retry_topic(topic));
+            }
+        }
         if !paused && flow.buffered.load(Ordering::Acquire) >= flow.capacity {
             // The queue is full. Stop taking records for a moment: librdkafka's own
             // prefetch limits hold its queue meanwhile, and nothing is refetched. If the
@@ -222,7 +254,7 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                         () = flow.space.notified() => break,
                         () = &mut soft_stop => {
                             paused = true;
-                            set_paused(consumer, true);
+                            set_paused(consumer, true, |_| true);
                             break;
                         }
                         // Settlements go on meanwhile: keep their stores at most 100 ms
@@ -239,7 +271,14 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
             () = tx.closed() => break,
             () = flow.space.notified(), if paused => {
                 paused = false;
-                set_paused(consumer, false);
+                // The retry topics stay paused while their held copies are at budget.
+                set_paused(consumer, false, |topic| !(retry_paused && flow.is_retry_topic(topic)));
+            }
+            () = flow.held_space.notified(), if retry_paused => {
+                retry_paused = false;
+                if !paused {
+                    set_paused(consumer, false, |topic| flow.is_retry_topic(topic));
+                }
             }
             _ = flush.tick() => crate::acker::store_unstored(&shared),
             fetched = consumer.recv() => {
@@ -253,7 +292,7 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                         Queued::Over if paused => {
                             // A record while paused: a partition assigned since the pause.
                             flow.waiting.store(true, Ordering::Release);
-                            set_paused(consumer, true);
+                            set_paused(consumer, true, |_| true);
                             break;
                         }
                         Queued::Over => break,
@@ -336,17 +375,27 @@ fn queue(
     }
 }
 
-fn set_paused(consumer: &GroupConsumer, pause: bool) {
+/// Pauses or resumes the assigned partitions of the topics `which` selects.
+fn set_paused(consumer: &GroupConsumer, pause: bool, which: impl Fn(&str) -> bool) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
+    let mut selected = rdkafka::TopicPartitionList::new();
+    for elem in assignment.elements() {
+        if which(elem.topic()) {
+            selected.add_partition(elem.topic(), elem.partition());
+        }
+    }
+    if selected.count() == 0 {
+        return;
+    }
     let result = if pause {
-        consumer.pause(&assignment)
+        consumer.pause(&selected)
     } else {
-        consumer.resume(&assignment)
+        consumer.resume(&selected)
     };
     match result {
-        Ok(()) => tracing::debug!(pause, partitions = assignment.count(), "flow control"),
+        Ok(()) => tracing::debug!(pause, partitions = selected.count(), "flow control"),
         Err(e) => tracing::warn!(pause, error = %e, "pausing or resuming partitions failed"),
     }
 }
@@ -379,12 +428,21 @@ impl std::fmt::Debug for KafkaSubscriber {
 }
 
 impl KafkaSubscriber {
-    pub(crate) fn start(shared: Arc<AckerShared>, buffer: usize, retry: RetryMode) -> Self {
+    pub(crate) fn start(
+        shared: Arc<AckerShared>,
+        buffer: usize,
+        retry: RetryMode,
+        retry_topics: Vec<String>,
+    ) -> Self {
         let flow = Arc::new(Flow {
             buffered: AtomicUsize::new(0),
             capacity: buffer,
             waiting: AtomicBool::new(false),
             space: Notify::new(),
+            held: AtomicUsize::new(0),
+            held_waiting: AtomicBool::new(false),
+            held_space: Notify::new(),
+            retry_topics,
             stop: Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -421,12 +479,20 @@ impl KafkaSubscriber {
         }
     }
 
+    /// A held retry copy leaves the held set; wakes the driver once half its budget is
+    /// free.
+    fn unheld(&self) {
+        let left = self.flow.held.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left <= self.flow.capacity / 2 && self.flow.held_waiting.swap(false, Ordering::AcqRel) {
+            self.flow.held_space.notify_one();
+        }
+    }
+
     fn deliver(
         &self,
         received: Received,
         state: Arc<PartitionState>,
     ) -> Option<Delivery<KafkaAcker>> {
-        self.dequeued();
         if state.is_revoked() {
             return None;
         }
@@ -450,6 +516,7 @@ impl Stream for KafkaSubscriber {
             if let Some(entry) = this.delayed.first_entry() {
                 if entry.key().0 <= Instant::now() {
                     let (received, state) = entry.remove();
+                    this.unheld();
                     match this.deliver(received, state) {
                         Some(d) => return Poll::Ready(Some(Ok(d))),
                         None => continue,
@@ -458,14 +525,15 @@ impl Stream for KafkaSubscriber {
             }
             match this.rx.poll_recv(cx) {
                 Poll::Ready(Some(Fetched::Record(received, state))) => {
+                    // Out of the queue: held copies have a budget of their own.
+                    this.dequeued();
                     if let Some(due) = received.not_before.and_then(due_instant) {
                         if !state.is_revoked() {
                             this.delayed_seq += 1;
                             this.delayed
                                 .insert((due, this.delayed_seq), (received, state));
+                            this.flow.held.fetch_add(1, Ordering::AcqRel);
                             this.timer = None;
-                        } else {
-                            this.dequeued();
                         }
                         continue;
                     }

@@ -188,3 +188,91 @@ async fn extreme_attempt_and_delay_saturate() {
         "{headers:?}"
     );
 }
+
+/// Held retry copies never stop the main topics (issue 13, item 5). With `buffer(4)`,
+/// twenty messages fail once and their twenty copies wait 3 s in the retry topic, five
+/// times the buffer. Twenty fresh messages published while the copies are held are all
+/// handled before any copy comes due. Before: held copies counted against `buffer`, so
+/// after four of them the driver stopped taking records and the fresh messages waited
+/// behind the retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_retries_do_not_stop_the_main_topic() {
+    const AFTER: Duration = Duration::from_secs(3);
+    const FAILING: usize = 20;
+    const FRESH: usize = 20;
+    let topic = mock::unique("retry-held");
+    let group = mock::unique("group");
+    let cluster = mock::cluster(1, &topic);
+    cluster
+        .create_topic(&format!("{topic}.retry"), mock::PARTITIONS, 1)
+        .unwrap();
+    let kafka = KafkaClient::new(
+        mock::config(cluster, &topic, &group)
+            .retry_mode(RetryMode::Topic)
+            .buffer(4),
+    )
+    .unwrap();
+    let subscriber = kafka.subscriber().await.unwrap();
+    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
+
+    // (id, attempt)
+    type Log = Arc<Mutex<Vec<(String, u32)>>>;
+    let log: Log = Arc::default();
+    let handler = {
+        let log = log.clone();
+        move |m: Message| {
+            let log = log.clone();
+            async move {
+                let id = m.id().to_string();
+                log.lock().unwrap().push((id.clone(), m.attempt()));
+                if id.starts_with("fail") && m.attempt() == 1 {
+                    return Err(HandlerError::transient("fails once on purpose"));
+                }
+                Ok(())
+            }
+        }
+    };
+    let failing: Vec<Message> = (0..FAILING)
+        .map(|i| mock::keyed(&format!("fail{i}"), &format!("k{i}")))
+        .collect();
+    mock::publish_all(&kafka.publisher(), &topic, failing).await;
+
+    let publisher = kafka.publisher();
+    let (log2, topic2) = (log.clone(), topic.clone());
+    let done = async move {
+        // Once every failing message ran once (their copies are on their way to being
+        // held), publish the fresh ones.
+        mock::eventually("every failing message ran once", || {
+            let n = log2.lock().unwrap().len();
+            async move { n >= FAILING }
+        })
+        .await;
+        let fresh: Vec<Message> = (0..FRESH)
+            .map(|i| mock::keyed(&format!("fresh{i}"), &format!("f{i}")))
+            .collect();
+        mock::publish_all(&publisher, &topic2, fresh).await;
+        mock::eventually("everything handled", || {
+            let n = log2.lock().unwrap().len();
+            async move { n >= 2 * FAILING + FRESH }
+        })
+        .await;
+    };
+    let summary = Consumer::new("retry-held", subscriber, handler.into_service())
+        .retry_delay(AFTER)
+        .run(done)
+        .await
+        .unwrap();
+
+    let log = log.lock().unwrap().clone();
+    let first_retry = log.iter().position(|e| e.1 == 2).expect("copies handled");
+    let last_fresh = log
+        .iter()
+        .rposition(|e| e.0.starts_with("fresh"))
+        .expect("fresh handled");
+    assert!(
+        last_fresh < first_retry,
+        "every fresh message is handled before the first held copy comes due: {log:?}"
+    );
+    assert_eq!(summary.retried, FAILING as u64, "{summary:?}");
+    assert_eq!(summary.acked, (FAILING + FRESH) as u64, "{summary:?}");
+}
