@@ -14,11 +14,13 @@
 
 use std::future::{ready, Future};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureProducer;
+use tokio::sync::Notify;
 use wharf::adapter::Lease;
 use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::headers::names;
@@ -40,6 +42,9 @@ pub(crate) struct AckerShared {
     pub(crate) config: Arc<KafkaConfig>,
     pub(crate) group: Arc<str>,
     pub(crate) publish_timeout: Duration,
+    /// A partition paused for its uncommitted window may resume (see
+    /// [`KafkaConfig::max_uncommitted`]); the driver resumes it.
+    pub(crate) window_released: Notify,
 }
 
 impl AckerShared {
@@ -58,6 +63,7 @@ impl AckerShared {
             config,
             group,
             publish_timeout,
+            window_released: Notify::new(),
         }
     }
 
@@ -129,6 +135,11 @@ impl KafkaAcker {
         if let Some(watermark) = tracker.settle(offset) {
             if tracker.store_due(watermark) {
                 store(shared, state, &mut tracker, watermark);
+            }
+            if state.window_paused.load(Ordering::Acquire)
+                && tracker.uncommitted() <= shared.config.max_uncommitted_offsets() / 2
+            {
+                shared.window_released.notify_one();
             }
         }
     }

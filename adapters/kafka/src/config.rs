@@ -21,6 +21,8 @@
 //! | `session_timeout` | librdkafka's (45 s) | group session timeout ([humantime]; `classic` only: with `consumer` the broker's `group.consumer.session.timeout.ms` applies) |
 //! | `commit_interval` | `1s` | how often stored watermarks are committed |
 //! | `buffer` | `1024` | messages fetched ahead of the handlers before partitions are paused |
+//! | `max_uncommitted` | `10000` | offsets one partition may run ahead of its committable watermark (waiting behind an unsettled one) before that partition alone is paused |
+//! | `create_topics` | `true` | create missing dead-letter and retry topics at start-up (with the source topic's partition count and the broker's default replication); `false`: a missing one is a start-up error |
 //! | `retry` | `lane` | `lane` (retry inside the key's lane, order kept) or `topic` (republish to the retry topic) |
 //! | `retry_topic` | `<topic>.retry` | where `retry=topic` republishes (one per source topic) |
 //! | `dead_letter_topic` | `<topic>.dlq` | where `DeadLetter` settlements publish |
@@ -228,6 +230,8 @@ pub struct KafkaConfig {
     session_timeout: Option<Duration>,
     commit_interval: Duration,
     buffer: usize,
+    max_uncommitted: usize,
+    create_topics: bool,
     retry: RetryMode,
     retry_topic: Option<String>,
     dead_letter_topic: Option<String>,
@@ -261,6 +265,8 @@ impl fmt::Debug for KafkaConfig {
             .field("session_timeout", &self.session_timeout)
             .field("commit_interval", &self.commit_interval)
             .field("buffer", &self.buffer)
+            .field("max_uncommitted", &self.max_uncommitted)
+            .field("create_topics", &self.create_topics)
             .field("retry", &self.retry)
             .field("retry_topic", &self.retry_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
@@ -294,6 +300,8 @@ impl KafkaConfig {
             session_timeout: None,
             commit_interval: Duration::from_secs(1),
             buffer: 1024,
+            max_uncommitted: 10_000,
+            create_topics: true,
             retry: RetryMode::Lane,
             retry_topic: None,
             dead_letter_topic: None,
@@ -386,6 +394,23 @@ impl KafkaConfig {
         self
     }
 
+    /// Offsets one partition may hold between its committable watermark and its newest
+    /// record handed out (settled ones waiting behind an unsettled one included); at
+    /// that many the partition alone is paused until half of them are committable, so a
+    /// stuck message (a dead letter that cannot be published) bounds memory instead of
+    /// letting every later offset pile up.
+    pub fn max_uncommitted(mut self, offsets: usize) -> Self {
+        self.max_uncommitted = offsets;
+        self
+    }
+
+    /// Whether missing dead-letter and retry topics are created at start-up (default
+    /// `true`, see the [module docs](self)).
+    pub fn create_topics(mut self, create: bool) -> Self {
+        self.create_topics = create;
+        self
+    }
+
     /// Messages fetched ahead of the handlers; beyond it the subscriber pauses its
     /// partitions (and keeps polling, so the group membership stays alive).
     pub fn buffer(mut self, messages: usize) -> Self {
@@ -447,6 +472,16 @@ impl KafkaConfig {
     /// Messages fetched ahead of the handlers.
     pub fn buffer_size(&self) -> usize {
         self.buffer
+    }
+
+    /// Offsets a partition may run ahead of its committable watermark before it is paused.
+    pub fn max_uncommitted_offsets(&self) -> usize {
+        self.max_uncommitted
+    }
+
+    /// Whether missing dead-letter and retry topics are created at start-up.
+    pub fn creates_topics(&self) -> bool {
+        self.create_topics
     }
 
     /// How `Retry` is carried out.
@@ -531,6 +566,9 @@ impl KafkaConfig {
                 "commit_interval",
                 "must be positive and at most a day",
             ));
+        }
+        if self.max_uncommitted < 2 {
+            return Err(Error::config("max_uncommitted", "must be at least 2"));
         }
         if self.buffer == 0 {
             return Err(Error::config("buffer", "must be at least 1"));
@@ -794,6 +832,26 @@ fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
                     Error::config("buffer", format!("expected a number, got `{value}`"))
                 })?
             }
+            "max_uncommitted" => {
+                config.max_uncommitted = value.parse().map_err(|_| {
+                    Error::config(
+                        "max_uncommitted",
+                        format!("expected a number, got `{value}`"),
+                    )
+                })?
+            }
+            "create_topics" => {
+                config.create_topics = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(Error::config(
+                            "create_topics",
+                            format!("expected true or false, got `{value}`"),
+                        ))
+                    }
+                }
+            }
             "retry" => {
                 config.retry = match value.as_str() {
                     "lane" => RetryMode::Lane,
@@ -862,7 +920,7 @@ mod tests {
 
     #[test]
     fn url_and_builder_agree() {
-        let url: KafkaConfig = "kafka://127.0.0.1:9092,10.0.0.2:9093/orders,payments?group=g&client_id=c&offset_reset=latest&session_timeout=6s&commit_interval=250ms&buffer=64&retry=topic&retry_topic=orders-retry&dead_letter_topic=dead&rdkafka.fetch.min.bytes=1"
+        let url: KafkaConfig = "kafka://127.0.0.1:9092,10.0.0.2:9093/orders,payments?group=g&client_id=c&offset_reset=latest&session_timeout=6s&commit_interval=250ms&buffer=64&max_uncommitted=500&create_topics=false&retry=topic&retry_topic=orders-retry&dead_letter_topic=dead&rdkafka.fetch.min.bytes=1"
             .parse()
             .unwrap();
         let built = KafkaConfig::new("127.0.0.1:9092,10.0.0.2:9093", ["orders", "payments"])
@@ -872,6 +930,8 @@ mod tests {
             .session_timeout(Duration::from_secs(6))
             .commit_interval(Duration::from_millis(250))
             .buffer(64)
+            .max_uncommitted(500)
+            .create_topics(false)
             .retry_mode(RetryMode::Topic)
             .retry_topic("orders-retry")
             .dead_letter_topic("dead")
@@ -911,6 +971,14 @@ mod tests {
         let cases = [
             ("kafka://127.0.0.1:9092/orders?group=g&buffer=0", "buffer"),
             ("kafka://127.0.0.1:9092/orders?group=g&buffer=x", "buffer"),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&max_uncommitted=1",
+                "max_uncommitted",
+            ),
+            (
+                "kafka://127.0.0.1:9092/orders?group=g&create_topics=yes",
+                "create_topics",
+            ),
             ("kafka://127.0.0.1:9092/orders?group=g&retry=later", "retry"),
             (
                 "kafka://127.0.0.1:9092/orders?group=g&offset_reset=middle",

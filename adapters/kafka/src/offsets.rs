@@ -9,6 +9,7 @@
 //! handled again (at-least-once; the dedup layer absorbs them), nothing is skipped.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -101,6 +102,12 @@ impl Tracker {
         }
     }
 
+    /// Offsets handed out and not yet below the watermark (settled ones waiting behind
+    /// an unsettled one included): what a stuck offset makes pile up.
+    pub(crate) fn uncommitted(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Offsets handed out and not settled.
     pub(crate) fn unsettled(&self) -> usize {
         self.pending.iter().filter(|(_, settled)| !settled).count()
@@ -122,6 +129,9 @@ pub(crate) struct PartitionState {
     /// more of its deliveries (waiting in-lane retries are cancelled); the new owner
     /// reads them again from the committed watermark.
     pub(crate) lease: Lease,
+    /// Paused because its uncommitted window reached `max_uncommitted`; resumed by the
+    /// driver once half of it is committable.
+    pub(crate) window_paused: AtomicBool,
     tracker: Mutex<Tracker>,
 }
 
@@ -131,6 +141,7 @@ impl PartitionState {
             topic,
             partition,
             lease: Lease::new(),
+            window_paused: AtomicBool::new(false),
             tracker: Mutex::new(Tracker::default()),
         }
     }

@@ -146,10 +146,17 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             for elem in tpl.elements() {
                 self.assignment.assign(elem.topic(), elem.partition());
+            }
+            // librdkafka keeps an application pause across a revoke and a new assignment:
+            // a partition this member paused (flow control, its uncommitted window) and
+            // gets back must start unpaused, as its fresh state says. The driver pauses
+            // it again if the queue is still full.
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::warn!(group = %self.group, error = %e, "resuming newly assigned partitions failed");
             }
             tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
         }
@@ -234,7 +241,7 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
             // them meanwhile without seeing the flag.
             if flow.held.load(Ordering::Acquire) >= flow.capacity {
                 retry_paused = true;
-                set_paused(consumer, true, |topic| flow.is_retry_topic(topic));
+                set_paused(consumer, true, |topic, _| flow.is_retry_topic(topic));
             }
         }
         if !paused && flow.buffered.load(Ordering::Acquire) >= flow.capacity {
@@ -254,7 +261,7 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                         () = flow.space.notified() => break,
                         () = &mut soft_stop => {
                             paused = true;
-                            set_paused(consumer, true, |_| true);
+                            set_paused(consumer, true, |_, _| true);
                             break;
                         }
                         // Settlements go on meanwhile: keep their stores at most 100 ms
@@ -271,14 +278,24 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
             () = tx.closed() => break,
             () = flow.space.notified(), if paused => {
                 paused = false;
-                // The retry topics stay paused while their held copies are at budget.
-                set_paused(consumer, false, |topic| !(retry_paused && flow.is_retry_topic(topic)));
+                // The retry topics stay paused while their held copies are at budget, and
+                // a partition paused for its window stays paused until it is released.
+                set_paused(consumer, false, |topic, partition| {
+                    !(retry_paused && flow.is_retry_topic(topic))
+                        && !window_paused(&shared, topic, partition)
+                });
+                resume_released_windows(&shared, |topic| retry_paused && flow.is_retry_topic(topic));
             }
             () = flow.held_space.notified(), if retry_paused => {
                 retry_paused = false;
                 if !paused {
-                    set_paused(consumer, false, |topic| flow.is_retry_topic(topic));
+                    set_paused(consumer, false, |topic, partition| {
+                        flow.is_retry_topic(topic) && !window_paused(&shared, topic, partition)
+                    });
                 }
+            }
+            () = shared.window_released.notified(), if !paused => {
+                resume_released_windows(&shared, |topic| retry_paused && flow.is_retry_topic(topic));
             }
             _ = flush.tick() => crate::acker::store_unstored(&shared),
             fetched = consumer.recv() => {
@@ -292,7 +309,7 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                         Queued::Over if paused => {
                             // A record while paused: a partition assigned since the pause.
                             flow.waiting.store(true, Ordering::Release);
-                            set_paused(consumer, true, |_| true);
+                            set_paused(consumer, true, |_, _| true);
                             break;
                         }
                         Queued::Over => break,
@@ -348,7 +365,8 @@ fn queue(
                 );
                 return Queued::Skipped;
             };
-            if !state.tracker().register(record.offset()) {
+            let mut tracker = state.tracker();
+            if !tracker.register(record.offset()) {
                 tracing::debug!(
                     topic,
                     partition = record.partition(),
@@ -356,6 +374,22 @@ fn queue(
                     "record read again while in flight or done; not handed out twice"
                 );
                 return Queued::Skipped;
+            }
+            let uncommitted = tracker.uncommitted();
+            drop(tracker);
+            if uncommitted >= shared.config.max_uncommitted_offsets()
+                && !state.window_paused.swap(true, Ordering::AcqRel)
+            {
+                // Something early in the partition is stuck (a copy that cannot be
+                // published, a slow retry): stop reading this partition alone until half
+                // of its window is committable, so later offsets cannot pile up.
+                tracing::warn!(
+                    topic,
+                    partition = record.partition(),
+                    uncommitted,
+                    "partition paused: this many offsets wait behind an unsettled one (max_uncommitted)"
+                );
+                pause_partition(shared.consumer(), topic, record.partition(), true);
             }
             let received = from_record(&record, &state.topic);
             Fetched::Record(received, state)
@@ -375,14 +409,52 @@ fn queue(
     }
 }
 
-/// Pauses or resumes the assigned partitions of the topics `which` selects.
-fn set_paused(consumer: &GroupConsumer, pause: bool, which: impl Fn(&str) -> bool) {
+/// Pauses or resumes the assigned partitions `which` selects by topic and partition.
+/// Pauses or resumes one partition.
+fn pause_partition(consumer: &GroupConsumer, topic: &str, partition: i32, pause: bool) {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::warn!(topic, partition, pause, error = %e, "pausing or resuming a partition failed");
+    }
+}
+
+/// Resumes the partitions paused for their uncommitted window whose window is half
+/// committable again (unless the rest of the flow control keeps them paused).
+fn resume_released_windows(shared: &AckerShared, keep_paused: impl Fn(&str) -> bool) {
+    let half = shared.config.max_uncommitted_offsets() / 2;
+    for state in shared.assignment.all() {
+        if !state.window_paused.load(Ordering::Acquire) || keep_paused(&state.topic) {
+            continue;
+        }
+        let uncommitted = state.tracker().uncommitted();
+        if uncommitted <= half && state.window_paused.swap(false, Ordering::AcqRel) {
+            tracing::info!(topic = %state.topic, partition = state.partition, uncommitted, "partition resumed: its uncommitted window is half free");
+            pause_partition(shared.consumer(), &state.topic, state.partition, false);
+        }
+    }
+}
+
+/// Whether `topic`/`partition` is paused for its uncommitted window.
+fn window_paused(shared: &AckerShared, topic: &str, partition: i32) -> bool {
+    shared
+        .assignment
+        .get(topic, partition)
+        .is_some_and(|state| state.window_paused.load(Ordering::Acquire))
+}
+
+fn set_paused(consumer: &GroupConsumer, pause: bool, which: impl Fn(&str, i32) -> bool) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
     let mut selected = rdkafka::TopicPartitionList::new();
     for elem in assignment.elements() {
-        if which(elem.topic()) {
+        if which(elem.topic(), elem.partition()) {
             selected.add_partition(elem.topic(), elem.partition());
         }
     }
