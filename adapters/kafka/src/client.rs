@@ -99,9 +99,12 @@ impl KafkaClient {
 
     /// Joins consumer group `group` on `topics` (other settings from the configuration).
     ///
-    /// Fails at start-up when a broker cannot be reached or a topic does not exist
-    /// (create topics first, e.g. with [`create_topic`](Self::create_topic)); with
-    /// [`RetryMode::Topic`] the retry topics must exist too.
+    /// Fails at start-up when a broker cannot be reached or a source topic does not exist
+    /// (create topics first, e.g. with [`create_topic`](Self::create_topic)). The
+    /// dead-letter topic of each source (and with [`RetryMode::Topic`] its retry topic)
+    /// is checked too: a missing one is created with the source's partition count and
+    /// the broker's default replication, or, with
+    /// [`create_topics(false)`](KafkaConfig::create_topics), is an error naming it.
     pub async fn subscribe<T: AsRef<str>>(
         &self,
         topics: &[T],
@@ -116,18 +119,24 @@ impl KafkaClient {
         if group.trim().is_empty() {
             return Err(Error::config("group", "must not be empty"));
         }
-        let mut all: Vec<String> = Vec::new();
+        let mut sources: Vec<String> = Vec::new();
         let mut retry_topics: Vec<String> = Vec::new();
+        // Dead-letter and retry topics, with the source topic each is derived from.
+        let mut derived: Vec<(String, String)> = Vec::new();
         for topic in topics {
             let topic = topic.as_ref();
             validate_topic("topics", topic)?;
-            all.push(topic.to_owned());
+            sources.push(topic.to_owned());
+            derived.push((self.config.dead_letter_topic_for(topic), topic.to_owned()));
             if self.config.retry() == RetryMode::Topic {
-                retry_topics.push(self.config.retry_topic_for(topic));
+                let retry = self.config.retry_topic_for(topic);
+                retry_topics.push(retry.clone());
+                derived.push((retry, topic.to_owned()));
             }
         }
         retry_topics.sort();
         retry_topics.dedup();
+        let mut all = sources.clone();
         all.extend(retry_topics.iter().cloned());
         all.sort();
         all.dedup();
@@ -152,35 +161,35 @@ impl KafkaClient {
             PUBLISH_TIMEOUT,
         ));
 
-        // Start-up checks: the brokers answer and every topic exists.
+        // Start-up checks: the brokers answer, every source topic exists, and so does
+        // every dead-letter and retry topic (created here when the config allows), so
+        // a missing one fails now instead of stalling a partition at its first copy.
         let check = shared.clone();
-        let topics_to_check = all.clone();
-        tokio::task::spawn_blocking(move || {
-            for topic in &topics_to_check {
-                let metadata = check
-                    .consumer()
-                    .fetch_metadata(Some(topic), STARTUP_TIMEOUT)
-                    .map_err(|e| error::connection("fetching metadata", e))?;
-                let missing = metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
-                if missing {
-                    return Err(error::subscribe(
-                        format!("topic `{topic}`"),
-                        "does not exist (create it first; the adapter never auto-creates topics)",
-                    ));
-                }
+        let missing = tokio::task::spawn_blocking(move || {
+            missing_topics(check.consumer(), &sources, &derived)
+        })
+        .await
+        .map_err(|e| error::connection("checking topics", e))??;
+        for (topic, source, partitions) in missing {
+            if !self.config.creates_topics() {
+                return Err(error::subscribe(
+                    format!("topic `{topic}`"),
+                    format!("does not exist (the dead-letter or retry topic of `{source}`): create it, or leave `create_topics` on to have it created"),
+                ));
             }
-            let names: Vec<&str> = topics_to_check.iter().map(String::as_str).collect();
+            self.create_derived_topic(&topic, &source, partitions)
+                .await?;
+        }
+        let check = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = all.iter().map(String::as_str).collect();
             check
                 .consumer()
                 .subscribe(&names)
                 .map_err(|e| error::subscribe("subscribing", e))
         })
         .await
-        .map_err(|e| error::connection("checking topics", e))??;
+        .map_err(|e| error::connection("subscribing", e))??;
 
         Ok(KafkaSubscriber::start(
             shared,
@@ -197,28 +206,59 @@ impl KafkaClient {
         if partitions < 1 {
             return Err(Error::config("partitions", "must be at least 1"));
         }
+        self.create_topics_with(topic, partitions, TopicReplication::Fixed(1))
+            .await
+            .map_err(|cause| error::connection(format!("creating topic `{topic}`"), cause))
+    }
+
+    /// Creates a missing dead-letter or retry topic of `source`: its partition count, the
+    /// broker's default replication.
+    async fn create_derived_topic(
+        &self,
+        topic: &str,
+        source: &str,
+        partitions: i32,
+    ) -> Result<(), Error> {
+        tracing::info!(
+            topic,
+            source,
+            partitions,
+            "creating the missing dead-letter or retry topic (create_topics)"
+        );
+        self.create_topics_with(topic, partitions, TopicReplication::Fixed(-1))
+            .await
+            .map_err(|cause| {
+                error::subscribe(
+                    format!("topic `{topic}`"),
+                    format!("does not exist (the dead-letter or retry topic of `{source}`) and could not be created: {cause}; create it, or grant this client CreateTopics"),
+                )
+            })
+    }
+
+    /// Creates `topic` unless it exists; the error is the cause, as text.
+    async fn create_topics_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: TopicReplication<'_>,
+    ) -> Result<(), String> {
         let admin: AdminClient<DefaultClientContext> = self
             .config
             .client_config()
             .create()
-            .map_err(|e| self.config.creation_error(e))?;
+            .map_err(|e| self.config.creation_error(e).to_string())?;
         let options = AdminOptions::new().operation_timeout(Some(STARTUP_TIMEOUT));
-        let results = admin
-            .create_topics(
-                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-                &options,
-            )
-            .await
-            .map_err(|e| error::connection(format!("creating topic `{topic}`"), e))?;
+        let results = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            admin.create_topics(&[NewTopic::new(topic, partitions, replication)], &options),
+        )
+        .await
+        .map_err(|_| format!("no answer within {STARTUP_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(error::connection(
-                        format!("creating topic `{name}`"),
-                        code.to_string(),
-                    ))
-                }
+                Err((_, code)) => return Err(code.to_string()),
             }
         }
         Ok(())
@@ -244,6 +284,47 @@ impl KafkaClient {
             .await
             .map_err(|e| error::connection("reading a topic", e))?
     }
+}
+
+/// Checks that every source topic exists (an error otherwise) and returns the dead-letter
+/// and retry topics that do not, as `(topic, source, source's partition count)`.
+fn missing_topics(
+    consumer: &crate::subscriber::GroupConsumer,
+    sources: &[String],
+    derived: &[(String, String)],
+) -> Result<Vec<(String, String, i32)>, Error> {
+    let partitions_of = |topic: &str| -> Result<Option<i32>, Error> {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), STARTUP_TIMEOUT)
+            .map_err(|e| error::connection("fetching metadata", e))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+    };
+    let mut counts = HashMap::new();
+    for topic in sources {
+        match partitions_of(topic)? {
+            Some(n) => counts.insert(topic.as_str(), n),
+            None => {
+                return Err(error::subscribe(
+                    format!("topic `{topic}`"),
+                    "does not exist (create it first; the adapter never creates source topics)",
+                ))
+            }
+        };
+    }
+    let mut missing: Vec<(String, String, i32)> = Vec::new();
+    for (topic, source) in derived {
+        if missing.iter().any(|(t, _, _)| t == topic) || partitions_of(topic)?.is_some() {
+            continue;
+        }
+        let partitions = counts.get(source.as_str()).copied().unwrap_or(1);
+        missing.push((topic.clone(), source.clone(), partitions));
+    }
+    Ok(missing)
 }
 
 fn read_all(

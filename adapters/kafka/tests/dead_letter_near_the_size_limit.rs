@@ -25,7 +25,6 @@ async fn a_dead_letter_near_the_limit_is_cut_to_fit() {
     let group = mock::unique("group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    cluster.create_topic(&dlq, mock::PARTITIONS, 1).unwrap();
     let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
     let big = Message::with_id("big", vec![b'p'; PAYLOAD]).with_key("k".to_owned());
     mock::publish_all(&kafka.publisher(), &topic, vec![big]).await;

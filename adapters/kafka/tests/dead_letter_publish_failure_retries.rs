@@ -22,7 +22,6 @@ async fn a_refused_dead_letter_is_retried_until_it_lands() {
     let group = mock::unique("group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    cluster.create_topic(&dlq, mock::PARTITIONS, 1).unwrap();
     let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
     let mut batch = vec![mock::keyed("poison", "k-poison")];
     batch.extend((0..30).map(|i| mock::keyed(&format!("m{i}"), &format!("k{i}"))));

@@ -37,7 +37,6 @@ async fn a_stuck_partition_holds_a_bounded_window() {
     let group = mock::unique("stuck-group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    cluster.create_topic(&dlq, mock::PARTITIONS, 1).unwrap();
     let kafka =
         KafkaClient::new(mock::config(cluster, &topic, &group).max_uncommitted(WINDOW)).unwrap();
     let mut batch = vec![mock::keyed("poison", "k-poison")];

@@ -21,7 +21,10 @@ pub const PARTITIONS: i32 = 3;
 
 pub type Cluster = MockCluster<'static, DefaultProducerContext>;
 
-/// A mock cluster of `brokers` brokers with `topic` (three partitions, one replica).
+/// A mock cluster of `brokers` brokers with `topic` and its dead-letter topic
+/// `<topic>.dlq` (three partitions, one replica each). The subscriber checks the
+/// dead-letter topic at start-up and creates it when missing, but the mock cluster does
+/// not answer `CreateTopics`.
 ///
 /// The cluster must outlive every client that uses it, so it is leaked (one test per
 /// binary; the process ends after it). Otherwise a failing assertion unwinds the test
@@ -31,6 +34,9 @@ pub type Cluster = MockCluster<'static, DefaultProducerContext>;
 pub fn cluster(brokers: i32, topic: &str) -> &'static Cluster {
     let cluster = MockCluster::new(brokers).unwrap();
     cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    cluster
+        .create_topic(&format!("{topic}.dlq"), PARTITIONS, 1)
+        .unwrap();
     Box::leak(Box::new(cluster))
 }
 
