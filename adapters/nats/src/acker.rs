@@ -69,19 +69,45 @@ impl std::fmt::Debug for Shared {
 // ===== progress acks =====
 
 /// Deliveries in flight, for in-progress acks.
+///
+/// A `+WPI` that reaches the server after a delayed `-NAK` of the same delivery would
+/// restart its ack timer: the retry would come back after `ack_wait` instead of the
+/// delay. A settlement unregisters first, so later ticks leave it out; and a `-NAK` is
+/// sent only while holding `sending`, which the ticker holds from taking its list until
+/// its last `+WPI` is queued on the connection. Both go out on one connection, in order,
+/// so no `+WPI` of a delivery follows its `-NAK`.
 #[derive(Debug)]
 pub(crate) struct Progress {
     slots: Mutex<Slab<(Subject, u64)>>,
     epoch: AtomicU64,
+    sending: tokio::sync::Mutex<()>,
+    #[cfg(test)]
+    hook: Option<Arc<tests::TickHook>>,
 }
 
 impl Progress {
     /// Starts the ticker (one task, ending once every acker and the subscriber are gone)
     /// that sends `+WPI` every `period` for deliveries held at least one full period.
     pub(crate) fn start(client: Client, period: Duration) -> Arc<Progress> {
+        Self::start_with(
+            client,
+            period,
+            #[cfg(test)]
+            None,
+        )
+    }
+
+    fn start_with(
+        client: Client,
+        period: Duration,
+        #[cfg(test)] hook: Option<Arc<tests::TickHook>>,
+    ) -> Arc<Progress> {
         let progress = Arc::new(Progress {
             slots: Mutex::new(Slab::new()),
             epoch: AtomicU64::new(0),
+            sending: tokio::sync::Mutex::new(()),
+            #[cfg(test)]
+            hook,
         });
         let weak: Weak<Progress> = Arc::downgrade(&progress);
         tokio::spawn(async move {
@@ -94,6 +120,7 @@ impl Progress {
                     break;
                 };
                 let now = progress.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+                let sending = progress.sending.lock().await;
                 // Registered at epoch e (during [e, e+1)): at tick e+2 it is at least one
                 // period old, and at most two (two thirds of ack_wait).
                 let due: Vec<Subject> = progress
@@ -102,12 +129,17 @@ impl Progress {
                     .filter(|(_, (_, e))| now >= e + 2)
                     .map(|(_, (s, _))| s.clone())
                     .collect();
-                drop(progress);
+                #[cfg(test)]
+                if let Some(hook) = &progress.hook {
+                    hook.listed(due.len()).await;
+                }
                 for reply in due {
                     if let Err(e) = client.publish(reply, Bytes::from_static(b"+WPI")).await {
                         tracing::debug!(error = %e, "sending an in-progress ack failed");
                     }
                 }
+                drop(sending);
+                drop(progress);
             }
         });
         progress
@@ -167,6 +199,16 @@ async fn send(client: &Client, reply: Subject, kind: AckKind) -> Result<(), BoxE
         .map_err(|e| error::settle(format!("sending {kind:?}"), e).into())
 }
 
+/// Sends `-NAK` (see [`nak`]) after any `+WPI` the progress ticker already listed for
+/// this delivery (see [`Progress`]), so the server never restarts the delay's timer.
+async fn send_nak(shared: &Shared, reply: Subject, after: Duration) -> Result<(), BoxError> {
+    let _sending = match &shared.progress {
+        Some(progress) => Some(progress.sending.lock().await),
+        None => None,
+    };
+    send(&shared.client, reply, nak(after)).await
+}
+
 /// `-NAK`, with a delay unless `after` is zero. The server reads the delay as a Go
 /// `time.Duration` (signed 64-bit nanoseconds, ≈ 292 years), so a longer `after` is
 /// capped there rather than sent as a number the server cannot parse.
@@ -192,7 +234,7 @@ impl Acker for JetStreamAcker {
                 Box::pin(async move { send(&shared.client, reply, AckKind::Ack).await })
             }
             Outcome::Retry { after } => {
-                Box::pin(async move { send(&shared.client, reply, nak(after)).await })
+                Box::pin(async move { send_nak(&shared, reply, after).await })
             }
             Outcome::Drop(failure) => {
                 tracing::warn!(
@@ -220,7 +262,7 @@ impl Acker for JetStreamAcker {
                         Ok(()) => send(&shared.client, reply, AckKind::Term).await,
                         Err(e) => {
                             // Comes back after the delay; the error is reported.
-                            let _ = send(&shared.client, reply, nak(DEAD_LETTER_RETRY)).await;
+                            let _ = send_nak(&shared, reply, DEAD_LETTER_RETRY).await;
                             Err(e)
                         }
                     }
@@ -251,15 +293,15 @@ impl Drop for JetStreamAcker {
         };
         // Unsettled: hand it back at once. Without a runtime the broker redelivers it
         // after ack_wait.
-        let kind = if self.shared.closed.load(Ordering::Relaxed) {
-            AckKind::Nak(Some(crate::subscriber::HAND_BACK_DELAY))
+        let delay = if self.shared.closed.load(Ordering::Relaxed) {
+            crate::subscriber::HAND_BACK_DELAY
         } else {
-            AckKind::Nak(None)
+            Duration::ZERO
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let client = self.shared.client.clone();
+            let shared = self.shared.clone();
             handle.spawn(async move {
-                let _ = send(&client, reply, kind).await;
+                let _ = send_nak(&shared, reply, delay).await;
             });
         }
     }
@@ -321,6 +363,105 @@ impl Acker for CoreAcker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stops the progress ticker after it listed its `+WPI`s and before it sends them,
+    /// until released: the window in which a settlement used to slip its `-NAK` in first.
+    #[derive(Debug, Default)]
+    pub(super) struct TickHook {
+        listed: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+        hold: std::sync::atomic::AtomicBool,
+    }
+
+    impl TickHook {
+        pub(super) async fn listed(&self, due: usize) {
+            if due > 0 && self.hold.swap(false, Ordering::AcqRel) {
+                self.listed.notify_one();
+                self.release.notified().await;
+            }
+        }
+    }
+
+    /// Issue 13, item 12: a `+WPI` must never reach the server after a delayed `-NAK` of
+    /// the same delivery, or the server restarts the ack timer and the retry comes back
+    /// after `ack_wait` (4 s here) instead of its delay (200 ms). The ticker is stopped
+    /// with the delivery on its list, the settlement `Retry { after: 200ms }` starts, then
+    /// the ticker goes on. Before the fix the `-NAK` went out first and the redelivery
+    /// took `ack_wait`.
+    #[tokio::test]
+    #[ignore = "needs nats"]
+    async fn a_delayed_nak_is_never_followed_by_a_progress_ack() {
+        use async_nats::jetstream::consumer::{pull, AckPolicy};
+        use async_nats::jetstream::stream;
+        use futures_util::StreamExt as _;
+
+        const ACK_WAIT: Duration = Duration::from_secs(4);
+        const DELAY: Duration = Duration::from_millis(200);
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let js = async_nats::jetstream::new(client.clone());
+        let name = format!("wpi-{}", uuid::Uuid::new_v4().simple());
+        let stream = js
+            .create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![name.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some("d".into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        js.publish(name.clone(), "m".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let first = messages.next().await.unwrap().unwrap();
+        let reply = first.reply.clone().unwrap();
+
+        let hook = Arc::new(TickHook::default());
+        hook.hold.store(true, Ordering::Release);
+        let progress = Progress::start_with(
+            client.clone(),
+            Duration::from_millis(100),
+            Some(hook.clone()),
+        );
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            js: js.clone(),
+            dead_letter_subject: "unused".into(),
+            consumer: "d".into(),
+            progress: Some(progress),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let acker = JetStreamAcker::new(shared, reply, Message::new("m"));
+
+        // The ticker listed the delivery and waits; the settlement starts now.
+        tokio::time::timeout(Duration::from_secs(5), hook.listed.notified())
+            .await
+            .expect("the ticker lists the delivery");
+        let settled = tokio::spawn(acker.settle(Outcome::Retry { after: DELAY }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let nak_sent = tokio::time::Instant::now();
+        hook.release.notify_one();
+        settled.await.unwrap().unwrap();
+
+        let again = tokio::time::timeout(ACK_WAIT * 3 / 4, messages.next())
+            .await
+            .expect("redelivered after the NAK's delay, not after ack_wait")
+            .unwrap()
+            .unwrap();
+        assert!(nak_sent.elapsed() < ACK_WAIT * 3 / 4);
+        again.ack().await.unwrap();
+        js.delete_stream(&name).await.unwrap();
+    }
 
     #[test]
     fn a_delay_beyond_go_durations_is_capped() {
