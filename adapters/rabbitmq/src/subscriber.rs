@@ -71,8 +71,14 @@ impl SubscriberStats {
 
 /// What the ackers of one connection share.
 pub(crate) struct Session {
+    /// The consuming connection: deliveries and their acks.
     pub(crate) connection: Connection,
-    /// Confirm-mode channel for retry copies and dead letters.
+    /// A connection of its own for retry copies and dead letters. RabbitMQ blocks a
+    /// connection that publishes during a memory or disk alarm (it stops reading its
+    /// socket); on the consuming connection that would stop every ack and so every
+    /// delivery. Kept apart, a blocked copy holds only its own delivery.
+    pub(crate) copies: Connection,
+    /// Confirm-mode channel of `copies`.
     pub(crate) publish: Channel,
     pub(crate) topology: Arc<Topology>,
     pub(crate) consumer_name: Arc<str>,
@@ -150,6 +156,13 @@ async fn start(
     stats: Arc<SubscriberStats>,
 ) -> Result<Live, RabbitError> {
     let connection = crate::connection::connect(&config, "subscriber").await?;
+    let copies = match crate::connection::connect(&config, "subscriber-copies").await {
+        Ok(copies) => copies,
+        Err(e) => {
+            let _ = connection.close(200, "OK".into()).await;
+            return Err(e);
+        }
+    };
     let setup = async {
         let channel = crate::connection::channel(&connection).await?;
         topology.declare_inner(&channel).await?;
@@ -157,7 +170,7 @@ async fn start(
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| RabbitError::amqp("setting the prefetch (basic.qos)", e))?;
-        let publish = crate::connection::confirm_channel(&connection).await?;
+        let publish = crate::connection::confirm_channel(&copies).await?;
         let consumer = channel
             .basic_consume(
                 topology.work_queue().into(),
@@ -176,12 +189,14 @@ async fn start(
             Ok(parts) => parts,
             Err(e) => {
                 let _ = connection.close(200, "OK".into()).await;
+                let _ = copies.close(200, "OK".into()).await;
                 return Err(e);
             }
         };
     Ok(Live {
         session: Arc::new(Session {
             connection,
+            copies,
             publish,
             topology,
             consumer_name,
@@ -264,6 +279,19 @@ impl Stream for RabbitSubscriber {
         loop {
             match &mut this.state {
                 State::Closed => return Poll::Ready(None),
+                State::Live(live) if !live.session.publish.status().connected() => {
+                    // The copies' connection is gone: without it retries and dead
+                    // letters would only requeue. Reconnect both.
+                    tracing::warn!(queue = %this.queue, "the connection for retry copies and dead letters was lost; reconnecting");
+                    this.reconnect_after_failure();
+                    return Poll::Ready(Some(Err(Error::Connection(
+                        format!(
+                            "the copies' connection of queue `{}` was lost; reconnecting",
+                            this.queue
+                        )
+                        .into(),
+                    ))));
+                }
                 State::Live(live) => match live.consumer.poll_next_unpin(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(d))) => {
@@ -346,6 +374,7 @@ impl Subscriber for RabbitSubscriber {
             let _ = live.channel.close(200, "OK".into()).await;
             let _ = live.session.publish.close(200, "OK".into()).await;
             let _ = live.session.connection.close(200, "OK".into()).await;
+            let _ = live.session.copies.close(200, "OK".into()).await;
         }
         Ok(())
     }
