@@ -150,11 +150,18 @@ kafka_java() {
   java -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" -cp "$(kafka_libs)/*" "$@"
 }
 
-# One combined broker+controller (KRaft) on 127.0.0.1:9092, controller on 9093. Data
+# One combined broker+controller (KRaft) on 127.0.0.1:9092 (plaintext) and 9094
+# (SASL/PLAIN, for the credential tests), controller on 9093. Data
 # in $WHARF_RUN/kafka/data (formatted once), log in $WHARF_RUN/kafka/kafka.log.
 ensure_kafka() {
   ensure_kafka_build_deps || return 1
-  port_open 9092 && return 0
+  if port_open 9092; then
+    port_open 9094 && return 0
+    # Started from an older server.properties (no SASL listener on 9094): restart it.
+    echo "restarting Apache Kafka with the current server.properties"
+    pkill -f 'kafka\.Kafka ' || true
+    for _ in $(seq 60); do port_open 9092 || break; sleep 1; done
+  fi
   install_kafka || return 1
   local dir="$WHARF_RUN/kafka"
   mkdir -p "$dir"

@@ -164,12 +164,15 @@ impl KafkaClient {
         // Start-up checks: the brokers answer, every source topic exists, and so does
         // every dead-letter and retry topic (created here when the config allows), so
         // a missing one fails now instead of stalling a partition at its first copy.
-        let check = shared.clone();
-        let missing = tokio::task::spawn_blocking(move || {
-            missing_topics(check.consumer(), &sources, &derived)
-        })
-        .await
-        .map_err(|e| error::connection("checking topics", e))??;
+        let probe: BaseConsumer<Probe> = self
+            .config
+            .client_config()
+            .create_with_context(Probe::default())
+            .map_err(|e| self.config.creation_error(e))?;
+        let missing =
+            tokio::task::spawn_blocking(move || missing_topics(&probe, &sources, &derived))
+                .await
+                .map_err(|e| error::connection("checking topics", e))??;
         for (topic, source, partitions) in missing {
             if !self.config.creates_topics() {
                 return Err(error::subscribe(
@@ -289,14 +292,12 @@ impl KafkaClient {
 /// Checks that every source topic exists (an error otherwise) and returns the dead-letter
 /// and retry topics that do not, as `(topic, source, source's partition count)`.
 fn missing_topics(
-    consumer: &crate::subscriber::GroupConsumer,
+    probe: &BaseConsumer<Probe>,
     sources: &[String],
     derived: &[(String, String)],
 ) -> Result<Vec<(String, String, i32)>, Error> {
     let partitions_of = |topic: &str| -> Result<Option<i32>, Error> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), STARTUP_TIMEOUT)
-            .map_err(|e| error::connection("fetching metadata", e))?;
+        let metadata = fetch_metadata(probe, topic)?;
         Ok(metadata
             .topics()
             .iter()
@@ -325,6 +326,82 @@ fn missing_topics(
         missing.push((topic.clone(), source.clone(), partitions));
     }
     Ok(missing)
+}
+
+/// The client behind the start-up checks: it records the errors librdkafka reports on
+/// its own (a refused connection, failed authentication, a peer that does not speak
+/// Kafka), which reach no returned error otherwise.
+#[derive(Debug, Default)]
+struct Probe {
+    cause: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Probe {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "librdkafka reported an error during the start-up checks");
+        let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        // "1/1 brokers are down" follows the reason they are down: keep the reason.
+        let all_down = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        );
+        if cause.is_none() || !all_down {
+            *cause = Some(reason.to_owned());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Probe {}
+
+/// Metadata for `topic`, asked for in one-second attempts until [`STARTUP_TIMEOUT`]. A
+/// failed attempt after which librdkafka has reported an error of its own ends at once
+/// with that cause: the broker's answer would not change, and a bare timeout would hide
+/// it.
+fn fetch_metadata(
+    probe: &BaseConsumer<Probe>,
+    topic: &str,
+) -> Result<rdkafka::metadata::Metadata, Error> {
+    const ATTEMPT: Duration = Duration::from_secs(1);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        match probe.fetch_metadata(Some(topic), ATTEMPT) {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) => {
+                // Serves librdkafka's queued events: its error reports reach `Probe`.
+                let _ = probe.poll(Duration::ZERO);
+                let cause = probe
+                    .context()
+                    .cause
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(cause) = cause {
+                    return Err(error::connection(
+                        "connecting to the brokers",
+                        explain(cause),
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(error::connection(
+                        format!("fetching metadata (no answer within {STARTUP_TIMEOUT:?})"),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// librdkafka's words for a peer that answers in another protocol are a hint about
+/// `receive.message.max.bytes`; say what it means first.
+fn explain(cause: String) -> String {
+    if cause.contains("Invalid response size") || cause.contains("in state APIVERSION_QUERY") {
+        format!(
+            "the server does not answer as a Kafka broker (not a Kafka broker's address?): {cause}"
+        )
+    } else {
+        cause
+    }
 }
 
 fn read_all(
