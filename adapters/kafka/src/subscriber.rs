@@ -281,8 +281,8 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                 // The retry topics stay paused while their held copies are at budget, and
                 // a partition paused for its window stays paused until it is released.
                 set_paused(consumer, false, |topic, partition| {
-                    !(retry_paused && flow.is_retry_topic(topic))
-                        && !window_paused(&shared, topic, partition)
+                    let held = retry_paused && flow.is_retry_topic(topic);
+                    !held && !window_paused(&shared, topic, partition)
                 });
                 resume_released_windows(&shared, |topic| retry_paused && flow.is_retry_topic(topic));
             }
