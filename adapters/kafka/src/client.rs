@@ -353,18 +353,20 @@ impl rdkafka::ClientContext for Probe {
 
 impl rdkafka::consumer::ConsumerContext for Probe {}
 
-/// Metadata for `topic`, asked for in one-second attempts until [`STARTUP_TIMEOUT`]. A
-/// failed attempt after which librdkafka has reported an error of its own ends at once
-/// with that cause: the broker's answer would not change, and a bare timeout would hide
-/// it.
+/// Metadata for `topic`, asked for in attempts of 1 s, 2 s, 4 s… until
+/// [`STARTUP_TIMEOUT`] (a slow broker still gets its answer in). A failed attempt after
+/// which librdkafka has reported an error of its own ends at once with that cause: the
+/// broker's answer would not change, and a bare timeout would hide it.
 fn fetch_metadata(
     probe: &BaseConsumer<Probe>,
     topic: &str,
 ) -> Result<rdkafka::metadata::Metadata, Error> {
-    const ATTEMPT: Duration = Duration::from_secs(1);
     let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut attempt = Duration::from_secs(1);
     loop {
-        match probe.fetch_metadata(Some(topic), ATTEMPT) {
+        let wait = attempt.min(deadline.saturating_duration_since(Instant::now()));
+        attempt = attempt.saturating_mul(2);
+        match probe.fetch_metadata(Some(topic), wait) {
             Ok(metadata) => return Ok(metadata),
             Err(e) => {
                 // Serves librdkafka's queued events: its error reports reach `Probe`.
