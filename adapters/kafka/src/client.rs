@@ -164,9 +164,11 @@ impl KafkaClient {
         // Start-up checks: the brokers answer, every source topic exists, and so does
         // every dead-letter and retry topic (created here when the config allows), so
         // a missing one fails now instead of stalling a partition at its first copy.
+        // Made like the member (never subscribes): the same settings, so it is accepted
+        // exactly when the member is.
         let probe: BaseConsumer<Probe> = self
             .config
-            .client_config()
+            .consumer_config(&shared.group)
             .create_with_context(Probe::default())
             .map_err(|e| self.config.creation_error(e))?;
         let missing =
