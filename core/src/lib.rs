@@ -59,7 +59,7 @@ pub mod shutdown;
 pub use adapter::{Acker, Capabilities, Delivery, Publisher, Subscriber};
 pub use consumer::{Consumer, Ordering, Summary};
 pub use error::{BoxError, Error, ErrorKind, HandlerError, PublishError, ResultExt};
-pub use handler::{FromMessage, Handler, HandlerService, Json};
+pub use handler::{Attempt, FromMessage, FromRef, Handler, HandlerService, Json, Key, State};
 pub use headers::Headers;
 pub use message::{Message, MessageId, Origin};
 pub use outcome::{Failure, FailureReason, Outcome};

@@ -19,7 +19,7 @@ struct Observed {
     order: HashMap<String, Vec<String>>,
 }
 
-fn observing_handler(observed: Arc<Mutex<Observed>>) -> impl Handler<Message> {
+fn observing_handler(observed: Arc<Mutex<Observed>>) -> impl Handler<(Message,)> {
     move |msg: Message| {
         let observed = observed.clone();
         async move {

@@ -15,7 +15,7 @@ use wharf::{Consumer, HandlerError, Message, Outcome};
 type Runs = Arc<Mutex<Vec<(String, u32, u64)>>>;
 
 /// Fails `fails` times for ids starting with `fail`, then succeeds.
-fn handler(runs: Runs, start: Instant, fails: u32) -> impl wharf::Handler<Message> + Clone {
+fn handler(runs: Runs, start: Instant, fails: u32) -> impl wharf::Handler<(Message,)> + Clone {
     move |msg: Message| {
         let runs = runs.clone();
         async move {

@@ -15,7 +15,7 @@ use wharf::{Consumer, FailureReason, HandlerError, Message, Outcome};
 
 /// Every run's (id, attempt); ids starting with `panic` panic, others fail transiently,
 /// `ok…` succeed.
-fn handler(runs: Arc<Mutex<Vec<(String, u32)>>>) -> impl wharf::Handler<Message> + Clone {
+fn handler(runs: Arc<Mutex<Vec<(String, u32)>>>) -> impl wharf::Handler<(Message,)> + Clone {
     move |msg: Message| {
         let runs = runs.clone();
         async move {

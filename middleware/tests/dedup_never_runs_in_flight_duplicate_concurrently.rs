@@ -26,7 +26,7 @@ impl Probe {
         &self,
         busy: Duration,
         fail_calls: &'static [usize],
-    ) -> impl Handler<Message> + Clone {
+    ) -> impl Handler<(Message,)> + Clone {
         let probe = self.clone();
         move |_msg: Message| {
             let probe = probe.clone();

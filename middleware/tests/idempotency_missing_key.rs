@@ -14,7 +14,7 @@ use wharf_middleware::dead_letter::DeadLetterLayer;
 use wharf_middleware::idempotency::error::MissingKeyError;
 use wharf_middleware::idempotency::{IdempotencyLayer, MemoryIdempotencyStore, MissingKey};
 
-fn counting(calls: &Arc<AtomicUsize>) -> impl Handler<Message> + Clone {
+fn counting(calls: &Arc<AtomicUsize>) -> impl Handler<(Message,)> + Clone {
     let calls = calls.clone();
     move |_msg: Message| {
         let calls = calls.clone();

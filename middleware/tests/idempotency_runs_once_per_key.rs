@@ -38,7 +38,7 @@ fn counter(recorder: &DebuggingRecorder, name: &str, labels: &[(&str, &str)]) ->
     0
 }
 
-fn counting_handler(calls: &Arc<AtomicUsize>, busy: Duration) -> impl Handler<Message> + Clone {
+fn counting_handler(calls: &Arc<AtomicUsize>, busy: Duration) -> impl Handler<(Message,)> + Clone {
     let calls = calls.clone();
     move |_msg: Message| {
         let calls = calls.clone();

@@ -27,7 +27,7 @@ where
 }
 
 /// Panics when the payload says so (or on the first attempt for `panic-once`).
-fn sometimes_panics(calls: Arc<AtomicU32>) -> impl Handler<Message> + Clone {
+fn sometimes_panics(calls: Arc<AtomicU32>) -> impl Handler<(Message,)> + Clone {
     move |msg: Message| {
         let calls = calls.clone();
         async move {

@@ -39,7 +39,7 @@ fn policy() -> RetryPolicy {
 }
 
 /// Fails transiently the first `n` calls, then succeeds.
-fn flaky(calls: Arc<AtomicU32>, n: u32) -> impl Handler<Message> {
+fn flaky(calls: Arc<AtomicU32>, n: u32) -> impl Handler<(Message,)> {
     move |_m: Message| {
         let calls = calls.clone();
         async move {

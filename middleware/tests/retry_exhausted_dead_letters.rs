@@ -14,7 +14,7 @@ use wharf_memory::{Harness, MemoryBroker};
 use wharf_middleware::dead_letter::DeadLetterLayer;
 use wharf_middleware::retry::{RetryLayer, RetryPolicy};
 
-fn always_fails(calls: Arc<AtomicU32>) -> impl Handler<Message> + Clone {
+fn always_fails(calls: Arc<AtomicU32>) -> impl Handler<(Message,)> + Clone {
     move |_: Message| {
         let calls = calls.clone();
         async move {

@@ -15,7 +15,7 @@ use wharf_middleware::retry::{RetryLayer, RetryPolicy};
 type Log = Arc<Mutex<Vec<(String, u32, Instant)>>>;
 
 /// Logs every call; `flaky` fails its first two calls.
-fn logging(log: Log) -> impl Handler<Message> + Clone {
+fn logging(log: Log) -> impl Handler<(Message,)> + Clone {
     move |msg: Message| {
         let log = log.clone();
         async move {

@@ -12,7 +12,7 @@ use wharf_memory::Harness;
 use wharf_middleware::retry::{RetryLayer, RetryPolicy};
 
 /// Fails the first two calls with a transient error, then succeeds.
-fn fails_twice(calls: Arc<AtomicU32>) -> impl Handler<Message> + Clone {
+fn fails_twice(calls: Arc<AtomicU32>) -> impl Handler<(Message,)> + Clone {
     move |_: Message| {
         let calls = calls.clone();
         async move {

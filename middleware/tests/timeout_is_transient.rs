@@ -14,7 +14,7 @@ use wharf_middleware::timeout::TimeoutLayer;
 
 /// Hangs for an hour when the payload says so (or on the first call when it says
 /// `hang-once`); otherwise returns at once. Counts calls.
-fn sometimes_hangs(calls: Arc<AtomicU32>) -> impl Handler<Message> + Clone {
+fn sometimes_hangs(calls: Arc<AtomicU32>) -> impl Handler<(Message,)> + Clone {
     move |msg: Message| {
         let calls = calls.clone();
         async move {

@@ -64,7 +64,7 @@ fn handler(
     member: &'static str,
     log: Arc<Log>,
     failed: Option<oneshot::Sender<()>>,
-) -> impl wharf::Handler<Message> {
+) -> impl wharf::Handler<(Message,)> {
     let failed = Arc::new(Mutex::new(failed));
     move |m: Message| {
         let (log, failed) = (log.clone(), failed.clone());

@@ -22,19 +22,30 @@ use crate::outcome::Outcome;
 /// into outcomes; the runtime maps whatever error is left (transient ⇒ retry, permanent ⇒
 /// dead letter).
 ///
+/// `S` is the state its extractors see ([`State`](super::State)); `()` without one.
+///
 /// # Clone
 ///
-/// The handler lives behind an `Arc`; clones share it.
-pub struct HandlerService<H, T> {
+/// The handler lives behind an `Arc`; clones share it and clone the state.
+pub struct HandlerService<H, T, S = ()> {
     handler: Arc<H>,
+    state: S,
     _input: PhantomData<fn() -> T>,
 }
 
 impl<H, T> HandlerService<H, T> {
     /// Wraps a handler.
     pub fn new(handler: H) -> Self {
+        HandlerService::with_state(handler, ())
+    }
+}
+
+impl<H, T, S> HandlerService<H, T, S> {
+    /// Wraps a handler whose extractors see `state`.
+    pub fn with_state(handler: H, state: S) -> Self {
         HandlerService {
             handler: Arc::new(handler),
+            state,
             _input: PhantomData,
         }
     }
@@ -43,29 +54,36 @@ impl<H, T> HandlerService<H, T> {
     pub fn get_ref(&self) -> &H {
         &self.handler
     }
+
+    /// The state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
 }
 
-impl<H, T> Clone for HandlerService<H, T> {
+impl<H, T, S: Clone> Clone for HandlerService<H, T, S> {
     fn clone(&self) -> Self {
         HandlerService {
             handler: self.handler.clone(),
+            state: self.state.clone(),
             _input: PhantomData,
         }
     }
 }
 
-impl<H, T> fmt::Debug for HandlerService<H, T> {
+impl<H, T, S> fmt::Debug for HandlerService<H, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandlerService")
             .field("handler", &std::any::type_name::<H>())
+            .field("state", &std::any::type_name::<S>())
             .finish()
     }
 }
 
-impl<H, T> Service<Message> for HandlerService<H, T>
+impl<H, T, S> Service<Message> for HandlerService<H, T, S>
 where
     H: Handler<T>,
-    T: FromMessage,
+    T: FromMessage<S>,
 {
     type Response = Outcome;
     type Error = BoxError;
@@ -76,7 +94,7 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        match T::from_message(&message) {
+        match T::from_message(&message, &self.state) {
             Err(e) => HandlerFuture {
                 state: State::Rejected(Some(e.into())),
             },

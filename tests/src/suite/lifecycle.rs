@@ -18,7 +18,7 @@ fn logging_handler(
     log: Log<MessageId>,
     messages: Log<Message>,
     pause_ms: u64,
-) -> impl Handler<Message> {
+) -> impl Handler<(Message,)> {
     move |m: Message| {
         let (log, messages) = (log.clone(), messages.clone());
         async move {
