@@ -49,6 +49,10 @@ fi
 step "cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
+step "cargo package --workspace (every crate packs and builds from its package)"
+# --allow-dirty: the script also runs on a working tree with uncommitted changes.
+cargo package --workspace --allow-dirty -q
+
 # ---- examples -----------------------------------------------------------------------
 # Every example runs; examples that need a broker are listed in scripts/examples.txt
 # with the broker they need.
