@@ -128,12 +128,13 @@ impl AsRef<str> for MessageId {
     }
 }
 
-/// Where a received message came from.
+/// Where a received message came from, and which consumer is handling it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     source: Option<Arc<str>>,
     partition: Option<u32>,
     offset: Option<u64>,
+    consumer: Option<Arc<str>>,
 }
 
 impl Origin {
@@ -143,7 +144,27 @@ impl Origin {
             source: Some(source.into()),
             partition: None,
             offset: None,
+            consumer: None,
         }
+    }
+
+    /// Sets the consumer handling the message. The [`Consumer`](crate::Consumer) runtime
+    /// stamps its name on every message it hands to its stack, so layers read it here
+    /// instead of being given it again.
+    pub fn with_consumer(mut self, consumer: impl Into<Arc<str>>) -> Self {
+        self.consumer = Some(consumer.into());
+        self
+    }
+
+    /// The consumer handling the message: set by the runtime, `None` for a message no
+    /// [`Consumer`](crate::Consumer) has handed out (a stack called directly).
+    pub fn consumer(&self) -> Option<&str> {
+        self.consumer.as_deref()
+    }
+
+    /// The consumer as a shared string, for labels that outlive the message.
+    pub fn consumer_arc(&self) -> Option<&Arc<str>> {
+        self.consumer.as_ref()
     }
 
     /// Sets the partition.
@@ -189,6 +210,9 @@ impl fmt::Debug for Origin {
         if let Some(o) = self.offset {
             d.field("offset", &o);
         }
+        if let Some(c) = &self.consumer {
+            d.field("consumer", c);
+        }
         d.finish()
     }
 }
@@ -227,6 +251,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// Stamps the consumer handling the message on its origin (the runtime, once per
+    /// message: one reference count).
+    pub(crate) fn stamp_consumer(&mut self, consumer: &Arc<str>) {
+        self.origin.consumer = Some(consumer.clone());
+    }
+
     /// A new message with a fresh random id, no key, no headers, attempt 1.
     pub fn new(payload: impl Into<Bytes>) -> Self {
         Message::with_id(MessageId::random(), payload)

@@ -71,6 +71,7 @@ pub use lanes::Ordering;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Service;
@@ -94,6 +95,7 @@ pub struct Consumer<S, Svc> {
     settle_timeout: Duration,
     retry_delay: Duration,
     max_attempts: u32,
+    stop_when_idle: Option<Duration>,
 }
 
 impl<S, Svc> Consumer<S, Svc>
@@ -120,7 +122,18 @@ where
             settle_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            stop_when_idle: None,
         }
+    }
+
+    /// Stops (drains and returns, like a shutdown) once nothing has arrived for `idle`
+    /// and nothing is in flight: for batch jobs and tests that consume what is there and
+    /// end, on any broker. Checked every `idle`, so the consumer stops between `idle` and
+    /// twice `idle` after its last delivery; a handler running longer than `idle`, or a
+    /// retry waiting in its lane, keeps it running. Costs nothing per message.
+    pub fn stop_when_idle(mut self, idle: Duration) -> Self {
+        self.stop_when_idle = Some(idle);
+        self
     }
 
     /// Who owns this consumer (a team or service), for operators. Logged at start-up.
@@ -214,6 +227,8 @@ where
             },
             retry_in_lane: capabilities.retry_in_lane,
             hand_back_on_stop: capabilities.redelivers_unacked,
+            name: Arc::from(self.name.as_str()),
+            stop_when_idle: self.stop_when_idle,
         };
         let mut runner = Runner::new(self.subscriber, self.service, limits, Box::pin(shutdown));
         std::future::poll_fn(|cx| {

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +41,11 @@ pub(super) struct Limits {
     /// Where it cannot (Core NATS), in-lane retries go on while draining, until the
     /// shutdown deadline.
     pub(super) hand_back_on_stop: bool,
+    /// The consumer's name, stamped on every message's origin before the stack sees
+    /// it (layers read it there: metrics labels, dedup keys, dead-letter headers).
+    pub(super) name: Arc<str>,
+    /// Stop once nothing arrived for this long and nothing is in flight.
+    pub(super) stop_when_idle: Option<Duration>,
 }
 
 enum Phase {
@@ -77,6 +83,8 @@ where
     retry_due: VecDeque<usize>,
     limits: Limits,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// With `stop_when_idle`: the next idle check, and `summary.received` at the last.
+    idle: Option<(Pin<Box<Sleep>>, u64)>,
     phase: Phase,
     source_done: bool,
     pub(super) summary: Summary,
@@ -106,6 +114,9 @@ where
             runnable: VecDeque::new(),
             retry_timers: FuturesUnordered::new(),
             retry_due: VecDeque::new(),
+            idle: limits
+                .stop_when_idle
+                .map(|idle| (Box::pin(tokio::time::sleep(idle)), 0)),
             limits,
             shutdown,
             phase: Phase::Running,
@@ -222,7 +233,7 @@ where
 
     fn poll_phase(&mut self, cx: &mut Context<'_>) {
         if let Phase::Running = self.phase {
-            let requested = self.shutdown.as_mut().poll(cx).is_ready();
+            let requested = self.shutdown.as_mut().poll(cx).is_ready() || self.idle_now(cx);
             if requested || self.source_done {
                 if requested {
                     tracing::info!(
@@ -260,6 +271,31 @@ where
                 self.settling = FuturesUnordered::new();
             }
         }
+    }
+
+    /// With `stop_when_idle`: whether a check is due and found nothing received since the
+    /// last one and nothing in flight; re-arms the check otherwise.
+    fn idle_now(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Some(every), Some((timer, seen))) = (self.limits.stop_when_idle, &mut self.idle)
+        else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let received = self.summary.received;
+        let outstanding =
+            self.entries.len() + self.settling.len() + self.runnable.len() + self.lanes.waiting();
+        if received == *seen && outstanding == 0 {
+            tracing::info!(idle = ?every, "nothing received for the idle time; stopping");
+            return true;
+        }
+        *seen = received;
+        // `sleep` caps a huge duration instead of overflowing the clock.
+        timer.set(tokio::time::sleep(every));
+        // Registers the re-armed timer with this task.
+        let _ = timer.as_mut().poll(cx);
+        false
     }
 
     /// Shutdown deadline: every unfinished handler future is dropped and its delivery
@@ -316,7 +352,8 @@ where
 
     /// Calls the (ready) service and tracks the delivery, which holds lane `key`.
     fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>, cx: &mut Context<'_>) {
-        let (message, acker) = delivery.into_parts();
+        let (mut message, acker) = delivery.into_parts();
+        message.stamp_consumer(&self.limits.name);
         let entry = Entry {
             id: message.id().clone(),
             attempt: message.attempt(),
