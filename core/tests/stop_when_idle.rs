@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use wharf::{Consumer, Handler, HandlerError, Message};
 
+/// (message id, the consumer stamped on its origin)
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[tokio::test(start_paused = true)]
 async fn stops_once_idle_and_not_before_in_flight_work_ends() {
     let (subscriber, script) = support::scripted(true);
     for id in ["a", "b", "slow"] {
         script.send(id, None);
     }
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let handler = {
         let seen = seen.clone();
         move |m: Message| {
