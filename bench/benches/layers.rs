@@ -31,9 +31,15 @@ async fn noop(_m: Message) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// A message as the stack sees it under the runtime: received from `orders` (one shared
+/// source string, as adapters do) and stamped with the consumer's name.
 fn message(seq: &AtomicU64) -> Message {
+    static ORIGIN: std::sync::OnceLock<wharf::Origin> = std::sync::OnceLock::new();
+    let origin = ORIGIN.get_or_init(|| wharf::Origin::new("orders").with_consumer("bench"));
     let n = seq.fetch_add(1, Ordering::Relaxed);
-    Message::with_id(format!("m{n}"), vec![b'x'; 256]).with_key("k")
+    Message::with_id(format!("m{n}"), vec![b'x'; 256])
+        .with_key("k")
+        .with_origin(origin.clone())
 }
 
 /// Calls one instance of `service` once per iteration with a fresh message, as the
@@ -101,21 +107,21 @@ fn layers(c: &mut Criterion) {
         c,
         &rt,
         "dedup",
-        Dedup::new(handler.clone(), MemoryDedupStore::new(1 << 20), "bench"),
+        Dedup::new(handler.clone(), MemoryDedupStore::new(1 << 20)),
     );
     bench_service(
         c,
         &rt,
         "dead-letter",
-        DeadLetter::new(handler.clone(), publisher.clone(), "bench"),
+        DeadLetter::new(handler.clone(), publisher.clone()),
     );
-    bench_service(c, &rt, "metrics", Metrics::new(handler.clone(), "bench"));
-    bench_service(c, &rt, "trace", Trace::new(handler.clone(), "bench"));
+    bench_service(c, &rt, "metrics", Metrics::new(handler.clone()));
+    bench_service(c, &rt, "trace", Trace::new(handler.clone()));
     bench_service(
         c,
         &rt,
         "recommended stack",
-        RecommendedLayer::new("bench", publisher).service(handler),
+        RecommendedLayer::new(publisher).service(handler),
     );
 }
 
@@ -133,7 +139,7 @@ fn end_to_end(c: &mut Criterion) {
     let _guard = rt.enter();
     let dead_letters = MemoryBroker::new();
     let recommended_stack =
-        RecommendedLayer::new("bench", Arc::new(dead_letters.clone())).service(noop.into_service());
+        RecommendedLayer::new(Arc::new(dead_letters.clone())).service(noop.into_service());
     let seq = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("in-memory end to end");
     group.throughput(Throughput::Elements(N as u64));

@@ -78,7 +78,7 @@ pub(crate) async fn with_wharf<S: Subscriber>(
     let start = Instant::now();
     let summary = match variant {
         Variant::Recommended => {
-            let stack = RecommendedLayer::new("bench", publisher).service(handler.into_service());
+            let stack = RecommendedLayer::new(publisher).service(handler.into_service());
             Consumer::new("bench", subscriber, stack)
                 .max_in_flight(settings.in_flight)
                 .run(done)

@@ -144,7 +144,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = CUSTOMERS * EVENTS as usize;
 
     let handler = RecordOrder::default();
-    let stack = RecommendedLayer::new("order-service", publisher.clone())
+    let stack = RecommendedLayer::new(publisher.clone())
         .retry(
             RetryPolicy::new()
                 .max_attempts(4)

@@ -112,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let accepted: Accepted = Arc::default();
     // Dead letters go to `<source>.dlq`: the stream's dead-letter subject.
-    let stack = RecommendedLayer::new("order-service", publisher.clone())
+    let stack = RecommendedLayer::new(publisher.clone())
         .retry(
             RetryPolicy::new()
                 .max_attempts(4)

@@ -7,8 +7,6 @@
 //! JSON at all — runs a consumer until every message is settled, and prints what happened
 //! to each: acked, or dead-lettered with the reason the copy on `orders.dlq` carries.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use wharf::headers::names;
@@ -51,10 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The stack: dead-letter layer around the typed handler. Permanent errors and
     // payloads that do not decode are published to `orders.dlq`, then acked.
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(
-            Arc::new(broker.clone()),
-            "order-service",
-        ))
+        .layer(DeadLetterLayer::new(broker.clone()))
         .service(place_order.into_service());
 
     // Run until every message is settled, then shut down gracefully.

@@ -138,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let journal = Journal::default();
-    let stack = RecommendedLayer::new("order-service", publisher.clone())
+    let stack = RecommendedLayer::new(publisher.clone())
         .retry(
             RetryPolicy::new()
                 .max_attempts(3)

@@ -139,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let gateway = Gateway::default();
     let invocations = Invocations::default();
-    let stack = RecommendedLayer::new("payment-service", Arc::new(broker.clone()))
+    let stack = RecommendedLayer::new(Arc::new(broker.clone()))
         .retry(
             RetryPolicy::new()
                 .max_attempts(4)

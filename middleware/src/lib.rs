@@ -23,6 +23,7 @@
 #[cfg(any(feature = "dedup", feature = "idempotency"))]
 mod claims;
 mod telemetry;
+pub use telemetry::UNNAMED;
 #[cfg(test)]
 mod test_support;
 

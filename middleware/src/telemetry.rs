@@ -15,6 +15,27 @@ pub(crate) mod names {
     };
 }
 
+/// The `consumer` of a message whose stack runs outside a [`Consumer`](wharf::Consumer)
+/// (called directly, as in a unit test): never an empty label.
+pub const UNNAMED: &str = "unnamed";
+
+/// The consumer handling `message`, as the runtime stamped it on its origin
+/// ([`UNNAMED`] when no runtime did).
+pub(crate) fn consumer_of(message: &wharf::Message) -> &str {
+    message.origin().consumer().unwrap_or(UNNAMED)
+}
+
+/// [`consumer_of`] as a shared string, for keys that outlive the message.
+pub(crate) fn consumer_arc_of(message: &wharf::Message) -> std::sync::Arc<str> {
+    static UNNAMED_ARC: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+    match message.origin().consumer_arc() {
+        Some(consumer) => consumer.clone(),
+        None => UNNAMED_ARC
+            .get_or_init(|| std::sync::Arc::from(UNNAMED))
+            .clone(),
+    }
+}
+
 /// A retry was decided. `tier` is `in_process` or `redelivery`.
 pub(crate) fn retry(consumer: &str, source: &str, tier: &'static str) {
     #[cfg(feature = "metrics")]

@@ -64,7 +64,7 @@ async fn a_copy_near_the_limit_is_cut_to_fit_and_lands() {
         .with_origin(Origin::new("orders"));
     assert!(wharf::dead_letter::encoded_len(&message) < LIMIT);
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(broker.clone(), "billing"))
+        .layer(DeadLetterLayer::new(broker.clone()))
         .service(service_fn(fails));
     let outcome = stack.oneshot(message.clone()).await.unwrap();
     assert_eq!(
@@ -96,7 +96,7 @@ async fn a_copy_that_cannot_be_published_backs_off_and_is_counted() {
         refuse_all: true,
         ..Broker::default()
     });
-    let layer = DeadLetterLayer::new(broker.clone(), "billing")
+    let layer = DeadLetterLayer::new(broker.clone())
         .retry_after_publish_failure(Duration::from_secs(1))
         .max_retry_after_publish_failure(Duration::from_secs(60));
     let mut delays = Vec::new();

@@ -50,7 +50,7 @@ async fn in_flight_duplicate_is_retried_then_skipped_never_concurrent() {
     let probe = Probe::default();
     let stack = ServiceBuilder::new()
         .layer(
-            DedupLayer::new(MemoryDedupStore::default(), "billing")
+            DedupLayer::new(MemoryDedupStore::default())
                 .retry_in_flight_after(Duration::from_secs(1)),
         )
         .service(probe.handler(Duration::from_secs(5), &[]).into_service());
@@ -89,7 +89,7 @@ async fn in_flight_duplicate_is_retried_then_skipped_never_concurrent() {
 async fn when_the_first_copy_fails_the_other_runs_but_still_never_concurrently() {
     let probe = Probe::default();
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing"))
+        .layer(DedupLayer::new(MemoryDedupStore::default()))
         .service(probe.handler(Duration::from_secs(5), &[1]).into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     harness.publish(Message::with_id("job-1", "x"));

@@ -31,7 +31,7 @@ async fn aborted_handler_releases_its_claim_for_the_redelivery() {
         }
     };
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing").lease(lease))
+        .layer(DedupLayer::new(MemoryDedupStore::default()).lease(lease))
         .service(handler.into_service());
 
     let broker = MemoryBroker::new();

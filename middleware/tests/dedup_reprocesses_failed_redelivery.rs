@@ -28,7 +28,7 @@ async fn a_transient_failure_is_redelivered_and_handled_again() {
         }
     };
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing"))
+        .layer(DedupLayer::new(MemoryDedupStore::default()))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     let id = harness.publish(Message::with_id("pay-1", "42.00"));
@@ -59,7 +59,7 @@ async fn a_retry_outcome_is_redelivered_and_handled_again() {
         })
     };
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing"))
+        .layer(DedupLayer::new(MemoryDedupStore::default()))
         .service(inner);
     let mut harness = Harness::new(stack).consumer_name("billing");
     let id = harness.publish(Message::with_id("pay-1", "42.00"));

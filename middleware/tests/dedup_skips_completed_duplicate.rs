@@ -53,7 +53,7 @@ async fn completed_duplicate_is_acked_without_the_handler_and_counted() {
         }
     };
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing"))
+        .layer(DedupLayer::new(MemoryDedupStore::default()))
         .service(handler.into_service());
     let mut harness = Harness::new(stack)
         .topic("payments")

@@ -27,7 +27,7 @@ async fn copies_are_skipped_within_the_window_and_handled_after_it() {
         }
     };
     let stack = ServiceBuilder::new()
-        .layer(DedupLayer::new(MemoryDedupStore::default(), "billing").window(window))
+        .layer(DedupLayer::new(MemoryDedupStore::default()).window(window))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
 

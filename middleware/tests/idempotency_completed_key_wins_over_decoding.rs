@@ -48,7 +48,7 @@ async fn completed_key_wins_over_an_undecodable_payload() {
     };
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(store, "billing"))
+        .layer(IdempotencyLayer::new(store))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
 

@@ -36,10 +36,9 @@ async fn the_key_is_a_field_of_the_payload() {
     let broker = MemoryBroker::new();
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "billing"))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .layer(
-            IdempotencyLayer::new(store, "billing")
-                .key_from_payload(|p: &Payment| Some(p.payment_id.clone())),
+            IdempotencyLayer::new(store).key_from_payload(|p: &Payment| Some(p.payment_id.clone())),
         )
         .service(handler.into_service());
     let mut harness = Harness::with_broker(broker, stack).consumer_name("billing");

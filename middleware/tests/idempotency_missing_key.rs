@@ -29,10 +29,9 @@ fn counting(calls: &Arc<AtomicUsize>) -> impl Handler<(Message,)> + Clone {
 async fn keyless_messages_are_processed_by_default() {
     let calls = Arc::new(AtomicUsize::new(0));
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(
-            Arc::new(MemoryIdempotencyStore::default()),
-            "audit",
-        ))
+        .layer(IdempotencyLayer::new(Arc::new(
+            MemoryIdempotencyStore::default(),
+        )))
         .service(counting(&calls).into_service());
     let mut harness = Harness::new(stack).consumer_name("audit");
     let a = harness.publish(Message::new("same"));
@@ -47,9 +46,9 @@ async fn keyless_messages_are_dead_lettered_when_keys_are_required() {
     let calls = Arc::new(AtomicUsize::new(0));
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "billing"))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .layer(
-            IdempotencyLayer::new(Arc::new(MemoryIdempotencyStore::default()), "billing")
+            IdempotencyLayer::new(Arc::new(MemoryIdempotencyStore::default()))
                 .missing_key(MissingKey::Reject),
         )
         .service(counting(&calls).into_service());

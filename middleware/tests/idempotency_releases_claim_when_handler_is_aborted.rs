@@ -31,7 +31,7 @@ async fn aborted_handler_releases_its_claim_for_the_redelivery() {
     };
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(store, "billing").lease(lease))
+        .layer(IdempotencyLayer::new(store).lease(lease))
         .service(handler.into_service());
 
     let broker = MemoryBroker::new();

@@ -27,10 +27,9 @@ async fn a_failed_key_is_handled_again_on_redelivery() {
         }
     };
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(
-            Arc::new(MemoryIdempotencyStore::default()),
-            "billing",
-        ))
+        .layer(IdempotencyLayer::new(Arc::new(
+            MemoryIdempotencyStore::default(),
+        )))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     let id = harness.publish(Message::new("42.00").with_header("idempotency-key", "pay-1"));

@@ -28,7 +28,7 @@ async fn same_key_is_skipped_within_retention_and_handled_after_it() {
     };
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(store, "billing").retention(retention))
+        .layer(IdempotencyLayer::new(store).retention(retention))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     let payment = || Message::new("42.00").with_header("idempotency-key", "pay-7");

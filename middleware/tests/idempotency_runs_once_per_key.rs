@@ -62,7 +62,7 @@ async fn different_ids_same_key_run_once() {
     let calls = Arc::new(AtomicUsize::new(0));
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(store, "billing"))
+        .layer(IdempotencyLayer::new(store))
         .service(counting_handler(&calls, Duration::ZERO).into_service());
     let mut harness = Harness::new(stack)
         .topic("payments")
@@ -94,9 +94,7 @@ async fn different_ids_same_key_delivered_together_run_once_never_concurrently()
     let calls = Arc::new(AtomicUsize::new(0));
     let store = Arc::new(MemoryIdempotencyStore::default());
     let stack = ServiceBuilder::new()
-        .layer(
-            IdempotencyLayer::new(store, "billing").retry_in_flight_after(Duration::from_secs(1)),
-        )
+        .layer(IdempotencyLayer::new(store).retry_in_flight_after(Duration::from_secs(1)))
         .service(counting_handler(&calls, Duration::from_secs(5)).into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     let a = harness.publish(payment("pay-7"));
@@ -119,7 +117,7 @@ async fn consumers_sharing_a_store_each_handle_the_key() {
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     for (name, calls) in [("billing", &billing_calls), ("shipping", &shipping_calls)] {
         let stack = ServiceBuilder::new()
-            .layer(IdempotencyLayer::new(store.clone(), name))
+            .layer(IdempotencyLayer::new(store.clone()))
             .service(counting_handler(calls, Duration::ZERO).into_service());
         let mut harness = Harness::new(stack).consumer_name(name);
         harness.publish(payment("order-1"));

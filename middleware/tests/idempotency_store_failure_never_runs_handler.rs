@@ -66,7 +66,7 @@ async fn store_outage_retries_the_delivery_and_never_runs_unclaimed() {
         failures: AtomicUsize::new(3),
     });
     let stack = ServiceBuilder::new()
-        .layer(IdempotencyLayer::new(store.clone(), "billing"))
+        .layer(IdempotencyLayer::new(store.clone()))
         .service(handler.into_service());
     let mut harness = Harness::new(stack).consumer_name("billing");
     let first = harness.publish(Message::new("42.00").with_header("idempotency-key", "pay-1"));

@@ -38,14 +38,14 @@ fn value<'a>(snapshot: &'a [(String, DebugValue)], name: &str) -> Option<&'a Deb
 }
 
 fn never_completes() -> Metrics<impl Service<Message, Response = Outcome, Error = BoxError>> {
-    Metrics::new(
-        service_fn(|_msg: Message| std::future::pending::<Result<Outcome, BoxError>>()),
-        "stuck",
-    )
+    Metrics::new(service_fn(|_msg: Message| {
+        std::future::pending::<Result<Outcome, BoxError>>()
+    }))
 }
 
+/// A message from `jobs`, handled by consumer `stuck` (as the runtime stamps it).
 fn message() -> Message {
-    Message::new("x").with_origin(Origin::new("jobs"))
+    Message::new("x").with_origin(Origin::new("jobs").with_consumer("stuck"))
 }
 
 #[test]

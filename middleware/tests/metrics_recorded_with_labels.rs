@@ -95,9 +95,11 @@ async fn every_delivery_is_counted_by_outcome_with_consumer_and_source() {
     let _local = metrics::set_default_local_recorder(&recorder);
 
     let stack = ServiceBuilder::new()
-        .layer(MetricsLayer::new("billing"))
+        .layer(MetricsLayer::new())
         .service(service_fn(handle));
-    let mut harness = Harness::new(stack).topic("invoices");
+    let mut harness = Harness::new(stack)
+        .topic("invoices")
+        .consumer_name("billing");
     for payload in ["ok", "ok", "slow", "flaky", "bad"] {
         harness.publish(Message::new(payload));
     }
@@ -134,10 +136,12 @@ async fn outcome_is_the_final_one_and_dead_letters_are_counted_by_reason() {
 
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(MetricsLayer::new("shipping"))
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "shipping"))
+        .layer(MetricsLayer::new())
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .service(service_fn(handle));
-    let mut harness = Harness::with_broker(broker, stack).topic("parcels");
+    let mut harness = Harness::with_broker(broker, stack)
+        .topic("parcels")
+        .consumer_name("shipping");
     let bad = harness.publish(Message::new("bad"));
     harness.publish(Message::new("ok"));
     let report = harness.run_until_idle().await;
@@ -175,9 +179,9 @@ async fn each_source_gets_its_own_labels_in_one_service() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
 
-    let mut svc = Metrics::new(service_fn(handle), "router");
+    let mut svc = Metrics::new(service_fn(handle));
     for source in ["eu.orders", "us.orders", "eu.orders", "eu.orders"] {
-        let msg = Message::new("ok").with_origin(Origin::new(source));
+        let msg = Message::new("ok").with_origin(Origin::new(source).with_consumer("router"));
         let out = svc.ready().await.unwrap().call(msg).await.unwrap();
         assert_eq!(out, Outcome::Ack);
     }
@@ -196,13 +200,13 @@ async fn each_source_gets_its_own_labels_in_one_service() {
 
 #[tokio::test(start_paused = true)]
 async fn handles_come_from_the_recorder_installed_when_a_clone_first_runs() {
-    let template = Metrics::new(service_fn(handle), "replayer");
+    let template = Metrics::new(service_fn(handle));
 
     let first = DebuggingRecorder::new();
     {
         let _local = metrics::set_default_local_recorder(&first);
         let mut svc = template.clone();
-        let msg = Message::new("ok").with_origin(Origin::new("a"));
+        let msg = Message::new("ok").with_origin(Origin::new("a").with_consumer("replayer"));
         svc.ready().await.unwrap().call(msg).await.unwrap();
     }
 
@@ -210,7 +214,7 @@ async fn handles_come_from_the_recorder_installed_when_a_clone_first_runs() {
     let second = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&second);
     let mut svc = template.clone();
-    let msg = Message::new("ok").with_origin(Origin::new("a"));
+    let msg = Message::new("ok").with_origin(Origin::new("a").with_consumer("replayer"));
     svc.ready().await.unwrap().call(msg).await.unwrap();
 
     let labels = [("consumer", "replayer"), ("source", "a")];

@@ -60,10 +60,12 @@ async fn transient_twice_then_success_is_acked_once_after_two_retries() {
 
     let broker = MemoryBroker::new();
     let calls = Arc::new(AtomicU32::new(0));
-    let stack = RecommendedLayer::new("billing", Arc::new(broker.clone()))
+    let stack = RecommendedLayer::new(Arc::new(broker.clone()))
         .retry(policy())
         .service(flaky(calls.clone(), 2).into_service());
-    let mut harness = Harness::with_broker(broker, stack).topic("orders");
+    let mut harness = Harness::with_broker(broker, stack)
+        .topic("orders")
+        .consumer_name("billing");
     let id = harness.publish(Message::new("x"));
 
     let wall = std::time::Instant::now();
@@ -96,10 +98,12 @@ async fn transient_twice_then_success_is_acked_once_after_two_retries() {
 async fn always_failing_is_dead_lettered_with_retries_exhausted_and_the_attempts() {
     let broker = MemoryBroker::new();
     let calls = Arc::new(AtomicU32::new(0));
-    let stack = RecommendedLayer::new("billing", Arc::new(broker.clone()))
+    let stack = RecommendedLayer::new(Arc::new(broker.clone()))
         .retry(policy())
         .service(flaky(calls.clone(), u32::MAX).into_service());
-    let mut harness = Harness::with_broker(broker, stack).topic("orders");
+    let mut harness = Harness::with_broker(broker, stack)
+        .topic("orders")
+        .consumer_name("billing");
     let id = harness.publish(
         Message::new("x")
             .with_key("k")
@@ -129,10 +133,12 @@ async fn always_failing_is_dead_lettered_with_retries_exhausted_and_the_attempts
 #[tokio::test(start_paused = true)]
 async fn a_failed_dead_letter_publish_retries_the_delivery_and_loses_nothing() {
     let broker = MemoryBroker::new();
-    let stack = RecommendedLayer::new("billing", Arc::new(broker.clone())).service(
+    let stack = RecommendedLayer::new(Arc::new(broker.clone())).service(
         (|_m: Message| async { Err::<(), _>(HandlerError::permanent("rejected")) }).into_service(),
     );
-    let mut harness = Harness::with_broker(broker.clone(), stack).topic("orders");
+    let mut harness = Harness::with_broker(broker.clone(), stack)
+        .topic("orders")
+        .consumer_name("billing");
     let id = harness.publish(Message::new("x"));
     broker.fail_next_publishes("orders.dlq", 2);
     let report = harness.run_until_idle().await;
@@ -166,10 +172,10 @@ async fn undecodable_payload_is_dead_lettered_and_later_messages_still_run() {
         }
     };
     let broker = MemoryBroker::new();
-    let stack =
-        RecommendedLayer::new("billing", Arc::new(broker.clone())).service(handler.into_service());
+    let stack = RecommendedLayer::new(Arc::new(broker.clone())).service(handler.into_service());
     let mut harness = Harness::with_broker(broker, stack)
         .topic("orders")
+        .consumer_name("billing")
         .ordering(wharf::Ordering::Sequential);
     let poison = harness.publish(Message::new("{not json"));
     let later: Vec<_> = (0..5)
@@ -198,7 +204,7 @@ async fn other_tower_layers_compose_around_and_inside_the_stack() {
         .rate_limit(100, Duration::from_secs(1))
         .load_shed()
         .concurrency_limit(4)
-        .layer(RecommendedLayer::new("billing", Arc::new(broker.clone())))
+        .layer(RecommendedLayer::new(Arc::new(broker.clone())))
         .service(inner);
     // `RateLimit` is not `Clone`, so this runs a `Consumer` directly (the harness clones
     // its stack for every run).

@@ -34,8 +34,8 @@ fn harness(
 > {
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "billing"))
-        .layer(RetryLayer::new(policy).consumer("billing"))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
+        .layer(RetryLayer::new(policy))
         .service(always_fails(calls).into_service());
     Harness::with_broker(broker, stack).consumer_name("billing")
 }

@@ -41,8 +41,8 @@ async fn permanent_and_decode_errors_are_not_retried() {
     };
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "billing"))
-        .layer(RetryLayer::new(generous()).consumer("billing"))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
+        .layer(RetryLayer::new(generous()))
         .service(handler.into_service());
     let mut harness = Harness::with_broker(broker, stack).consumer_name("billing");
     let negative = harness.publish(Message::new(r#"{"amount":-5}"#).with_key("c-1"));
@@ -110,7 +110,7 @@ async fn an_error_the_predicate_declines_is_given_up_at_once() {
     let policy = generous().retry_if(|e| !e.is::<AccountClosed>());
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "billing"))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .layer(RetryLayer::new(policy))
         .service(handler.into_service());
     let mut harness = Harness::with_broker(broker, stack);

@@ -68,7 +68,7 @@ async fn by_redelivery() {
         .initial_delay(Duration::from_secs(60))
         .jitter(0.0);
     let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy).consumer("orders"))
+        .layer(RetryLayer::new(policy))
         .service(fails_twice(calls.clone()).into_service());
     let mut harness = Harness::new(stack).consumer_name("orders");
     let id = harness.publish(Message::new("order 1"));
@@ -113,7 +113,7 @@ async fn in_process() {
         .initial_delay(Duration::from_secs(60))
         .jitter(0.0);
     let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy).consumer("orders"))
+        .layer(RetryLayer::new(policy))
         .service(fails_twice(calls.clone()).into_service());
     let mut harness = Harness::new(stack).consumer_name("orders");
     let id = harness.publish(Message::new("order 1"));

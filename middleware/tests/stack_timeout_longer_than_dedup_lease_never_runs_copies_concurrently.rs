@@ -33,7 +33,7 @@ async fn raised_timeout_does_not_let_two_copies_run_at_once() {
         }
     };
     let broker = MemoryBroker::new();
-    let stack = RecommendedLayer::new("billing", Arc::new(broker.clone()))
+    let stack = RecommendedLayer::new(Arc::new(broker.clone()))
         .retry(RetryPolicy::new().max_attempts(1000))
         .timeout(Duration::from_secs(120))
         .service(handler.into_service());

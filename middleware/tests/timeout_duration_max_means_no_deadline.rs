@@ -36,7 +36,7 @@ async fn huge_timeout_in_the_recommended_stack_does_not_panic() {
         Ok(())
     }
     let broker = MemoryBroker::new();
-    let stack = RecommendedLayer::new("orders", Arc::new(broker.clone()))
+    let stack = RecommendedLayer::new(Arc::new(broker.clone()))
         .timeout(Duration::from_secs(u64::MAX))
         .service(handle.into_service());
     let task = tokio::spawn(async move {

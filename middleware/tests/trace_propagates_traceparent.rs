@@ -32,11 +32,8 @@ async fn run(messages: Vec<Message>) -> (Report, Vec<(MessageId, Option<String>)
     };
     let broker = MemoryBroker::new();
     let stack = ServiceBuilder::new()
-        .layer(TraceLayer::new("orders-consumer"))
-        .layer(DeadLetterLayer::new(
-            Arc::new(broker.clone()),
-            "orders-consumer",
-        ))
+        .layer(TraceLayer::new())
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .service(handler.into_service());
     let mut harness = Harness::with_broker(broker, stack).topic("orders");
     for m in messages {

@@ -94,9 +94,11 @@ async fn span_carries_message_fields_trace_ids_and_outcome() {
         }
     });
     let stack = ServiceBuilder::new()
-        .layer(TraceLayer::new("shipping"))
+        .layer(TraceLayer::new())
         .service(handler);
-    let mut harness = Harness::new(stack).topic("parcels");
+    let mut harness = Harness::new(stack)
+        .topic("parcels")
+        .consumer_name("shipping");
 
     let incoming = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         .expect("valid");
@@ -171,9 +173,9 @@ async fn errors_are_recorded_as_outcome_error_with_their_text() {
         })
     };
     let stack = ServiceBuilder::new()
-        .layer(TraceLayer::new("billing"))
+        .layer(TraceLayer::new())
         .service(handler);
-    let mut harness = Harness::new(stack);
+    let mut harness = Harness::new(stack).consumer_name("billing");
     let id = harness.publish(Message::new("x"));
     harness.run_until_idle().await;
     drop(_default);

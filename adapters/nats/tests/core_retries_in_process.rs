@@ -60,7 +60,7 @@ async fn core_retries_in_process() {
             }
         }
     };
-    let stack = RecommendedLayer::new("core-retry", Arc::new(publisher.clone())).retry(
+    let stack = RecommendedLayer::new(Arc::new(publisher.clone())).retry(
         RetryPolicy::new()
             .max_attempts(3)
             .initial_delay(Duration::from_millis(20))

@@ -85,7 +85,7 @@ async fn dropped_connection_mid_stream_loses_nothing_and_dedup_absorbs_duplicate
                 m
             }
         })
-        .layer(DedupLayer::new(MemoryDedupStore::new(10_000), "reconnect"))
+        .layer(DedupLayer::new(MemoryDedupStore::new(10_000)))
         .service(handler.into_service());
     let stop = Arc::new(tokio::sync::Notify::new());
     let running = tokio::spawn(

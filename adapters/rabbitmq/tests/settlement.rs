@@ -143,7 +143,7 @@ async fn dead_letters_carry_the_same_headers_as_in_memory() {
     broker.declare_group("orders", CONSUMER);
     broker.publish("orders", message("orders")).unwrap();
     let stack = wharf::tower::ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(Arc::new(broker.clone()), CONSUMER))
+        .layer(DeadLetterLayer::new(Arc::new(broker.clone())))
         .service(rejecting.into_service());
     let idle = {
         let b = broker.clone();

@@ -14,6 +14,7 @@ type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>
 
 /// What is recorded once the dead letter is confirmed.
 struct Published {
+    consumer: String,
     source: String,
     reason: String,
     attempt: u32,
@@ -89,7 +90,7 @@ where
                     let mut letter = dead_letter_message(
                         &message,
                         &failure,
-                        &this.config.consumer,
+                        crate::telemetry::consumer_of(&message),
                         this.config.max_error_len,
                     );
                     if let Some(limit) = this.publisher.max_message_bytes() {
@@ -114,6 +115,7 @@ where
                     let fut: Publishing =
                         Box::pin(async move { publisher.publish(&destination, letter).await });
                     let published = Published {
+                        consumer: crate::telemetry::consumer_of(&message).to_owned(),
                         source: message.origin().source().to_owned(),
                         reason: failure.reason().as_str().to_owned(),
                         attempt: message.attempt(),
@@ -125,7 +127,7 @@ where
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Ok(())) => {
                             crate::telemetry::dead_letter(
-                                &this.config.consumer,
+                                &published.consumer,
                                 &published.source,
                                 &published.reason,
                             );
@@ -134,7 +136,7 @@ where
                         Poll::Ready(Err(e)) => {
                             let after = this.config.publish_failure_backoff(published.attempt);
                             crate::telemetry::settle_failure(
-                                &this.config.consumer,
+                                &published.consumer,
                                 &published.source,
                                 "dead_letter_publish",
                             );

@@ -44,7 +44,6 @@ impl fmt::Debug for Destination {
 
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) consumer: Arc<str>,
     pub(crate) destination: Destination,
     pub(crate) max_error_len: usize,
     pub(crate) retry_after_publish_failure: Duration,
@@ -68,7 +67,6 @@ impl Config {
 #[derive(Clone)]
 pub struct DeadLetterLayer {
     publisher: Arc<dyn Publisher>,
-    consumer: Arc<str>,
     destination: Destination,
     max_error_len: usize,
     retry_after_publish_failure: Duration,
@@ -76,18 +74,18 @@ pub struct DeadLetterLayer {
 }
 
 impl DeadLetterLayer {
-    /// Dead letters are published through `publisher`, naming `consumer` in
-    /// `wharf-dlq-consumer`. Defaults: destination `<source>.dlq`, error text bounded to
-    /// 4 KiB, a failed publish redelivered after 1 s, doubling per attempt up to 5 min.
+    /// Dead letters are published through `publisher`, naming the consumer the runtime
+    /// stamped on the message in `wharf-dlq-consumer`. Defaults: destination
+    /// `<source>.dlq`, error text bounded to 4 KiB, a failed publish redelivered after
+    /// 1 s, doubling per attempt up to 5 min.
     ///
     /// The copy is cut to the publisher's
     /// [`max_message_bytes`](wharf::Publisher::max_message_bytes) first (see
     /// [`wharf::dead_letter::fit`]), so a message near the broker's limit still gets its
     /// dead letter.
-    pub fn new(publisher: Arc<dyn Publisher>, consumer: impl Into<Arc<str>>) -> Self {
+    pub fn new(publisher: impl Publisher) -> Self {
         DeadLetterLayer {
-            publisher,
-            consumer: consumer.into(),
+            publisher: Arc::new(publisher),
             destination: Destination::Suffix(".dlq".into()),
             max_error_len: wharf::dead_letter::DEFAULT_MAX_ERROR_LEN,
             retry_after_publish_failure: Duration::from_secs(1),
@@ -125,7 +123,6 @@ impl DeadLetterLayer {
 
     pub(crate) fn wrap<S>(self, inner: S) -> DeadLetter<S> {
         let config = Config {
-            consumer: self.consumer,
             destination: self.destination,
             max_error_len: self.max_error_len,
             retry_after_publish_failure: self.retry_after_publish_failure,
@@ -146,7 +143,6 @@ impl<S> Layer<S> for DeadLetterLayer {
 impl fmt::Debug for DeadLetterLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadLetterLayer")
-            .field("consumer", &self.consumer)
             .field("destination", &self.destination)
             .field("max_error_len", &self.max_error_len)
             .finish_non_exhaustive()

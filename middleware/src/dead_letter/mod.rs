@@ -45,7 +45,7 @@
 //! # async fn main() {
 //! let broker = MemoryBroker::new();
 //! let stack = ServiceBuilder::new()
-//!     .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "orders-consumer"))
+//!     .layer(DeadLetterLayer::new(broker.clone()))
 //!     .service(handle.into_service());
 //!
 //! let mut harness = Harness::with_broker(broker, stack).topic("orders");
@@ -87,9 +87,9 @@ pub struct DeadLetter<S> {
 // ===== impl DeadLetter =====
 
 impl<S> DeadLetter<S> {
-    /// Wraps `inner`, publishing dead letters through `publisher` as consumer `consumer`.
-    pub fn new(inner: S, publisher: Arc<dyn Publisher>, consumer: impl Into<Arc<str>>) -> Self {
-        DeadLetterLayer::new(publisher, consumer).wrap(inner)
+    /// Wraps `inner`, publishing dead letters through `publisher`.
+    pub fn new(inner: S, publisher: impl Publisher) -> Self {
+        DeadLetterLayer::new(publisher).wrap(inner)
     }
 
     pub(crate) fn from_parts(inner: S, publisher: Arc<dyn Publisher>, config: Arc<Config>) -> Self {

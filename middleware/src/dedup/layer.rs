@@ -38,7 +38,6 @@ impl fmt::Debug for KeySource {
 
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) consumer: Arc<str>,
     pub(crate) key: KeySource,
     pub(crate) window: Duration,
     pub(crate) lease: Duration,
@@ -61,7 +60,6 @@ pub(crate) struct Config {
 #[derive(Clone)]
 pub struct DedupLayer<St> {
     store: St,
-    consumer: Arc<str>,
     key: KeySource,
     window: Duration,
     lease: Duration,
@@ -69,12 +67,12 @@ pub struct DedupLayer<St> {
 }
 
 impl<St> DedupLayer<St> {
-    /// Deduplicates through `store`, keying on the message id plus `consumer` (use the
-    /// consumer's name: it also labels the `wharf_duplicates_total` metric).
-    pub fn new(store: St, consumer: impl Into<Arc<str>>) -> Self {
+    /// Deduplicates through `store`, keying on the message id plus the consumer the
+    /// runtime stamped on the message (which also labels `wharf_duplicates_total`), so
+    /// consumers sharing a store never skip each other's messages.
+    pub fn new(store: St) -> Self {
         DedupLayer {
             store,
-            consumer: consumer.into(),
             key: KeySource::MessageId,
             window: Duration::from_secs(600),
             lease: Duration::from_secs(60),
@@ -142,7 +140,6 @@ impl<St> DedupLayer<St> {
 
     pub(crate) fn wrap<S>(self, inner: S) -> Dedup<S, St> {
         let config = Config {
-            consumer: self.consumer,
             key: self.key,
             window: self.window,
             lease: self.lease,
@@ -164,7 +161,6 @@ impl<St: fmt::Debug> fmt::Debug for DedupLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupLayer")
             .field("store", &self.store)
-            .field("consumer", &self.consumer)
             .field("key", &self.key)
             .field("window", &self.window)
             .field("lease", &self.lease)

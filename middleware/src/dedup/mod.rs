@@ -64,7 +64,7 @@
 //! # async fn main() {
 //! let store = MemoryDedupStore::new(100_000);
 //! let stack = ServiceBuilder::new()
-//!     .layer(DedupLayer::new(store, "billing").window(Duration::from_secs(600)))
+//!     .layer(DedupLayer::new(store).window(Duration::from_secs(600)))
 //!     .service(charge.into_service());
 //! let mut harness = Harness::new(stack).consumer_name("billing");
 //!
@@ -120,8 +120,8 @@ pub struct Dedup<S, St> {
 impl<S, St> Dedup<S, St> {
     /// Wraps `inner`, deduplicating through `store` as consumer `consumer`, with the
     /// [`DedupLayer`] defaults.
-    pub fn new(inner: S, store: St, consumer: impl Into<Arc<str>>) -> Self {
-        DedupLayer::new(store, consumer).wrap(inner)
+    pub fn new(inner: S, store: St) -> Self {
+        DedupLayer::new(store).wrap(inner)
     }
 
     pub(crate) fn from_parts(inner: S, store: St, config: Arc<Config>) -> Self {
@@ -193,7 +193,7 @@ where
             // Nothing to key on: not deduplicated.
             return ResponseFuture::called(self.inner.call(message), None);
         };
-        let key = DedupKey::new(config.consumer.clone(), id);
+        let key = DedupKey::new(crate::telemetry::consumer_arc_of(&message), id);
         match self.store.claim(&key, config.lease) {
             Claim::Claimed(token) => {
                 let claim = ClaimGuard::new(self.store.clone(), key, token, config.window);
@@ -205,7 +205,11 @@ where
                     %key,
                     "duplicate of a handled message; acked without handling"
                 );
-                crate::telemetry::duplicate(&config.consumer, message.origin().source(), "dedup");
+                crate::telemetry::duplicate(
+                    crate::telemetry::consumer_of(&message),
+                    message.origin().source(),
+                    "dedup",
+                );
                 ResponseFuture::decided(Outcome::Ack)
             }
             Claim::InFlight => {
@@ -245,7 +249,7 @@ mod tests {
             Err("boom"),
         ] {
             let (inner, calls) = scripted(vec![first.clone(), Ok(Outcome::Ack)]);
-            let mut svc = Dedup::new(inner, MemoryDedupStore::new(10), "c");
+            let mut svc = Dedup::new(inner, MemoryDedupStore::new(10));
             let msg = Message::new("x");
             let _ = run(&mut svc, &msg).await;
             assert_eq!(run(&mut svc, &msg).await.unwrap(), Outcome::Ack);
@@ -263,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn errors_pass_through_unchanged() {
         let (inner, _) = scripted(vec![Err("db down")]);
-        let mut svc = Dedup::new(inner, MemoryDedupStore::new(10), "c");
+        let mut svc = Dedup::new(inner, MemoryDedupStore::new(10));
         let err = run(&mut svc, &Message::new("x")).await.unwrap_err();
         assert_eq!(err.to_string(), "db down");
     }
@@ -272,7 +276,7 @@ mod tests {
     async fn an_in_flight_copy_is_retried_after_the_configured_delay() {
         let store = MemoryDedupStore::new(10);
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack)]);
-        let mut svc = DedupLayer::new(store, "c")
+        let mut svc = DedupLayer::new(store)
             .retry_in_flight_after(Duration::from_secs(7))
             .wrap(inner);
         let msg = Message::new("x");
@@ -293,9 +297,9 @@ mod tests {
                 Ok::<_, BoxError>(Outcome::Ack)
             }),
             store.clone(),
-            "c",
         );
-        let msg = Message::new("x");
+        // As the runtime stamps it: the key is the consumer's.
+        let msg = Message::new("x").with_origin(wharf::Origin::new("t").with_consumer("c"));
         let mut fut = Box::pin(svc.ready().await.unwrap().call(msg.clone()));
         assert!(fut.as_mut().now_or_never().is_none());
         let key = DedupKey::new("c", msg.id().clone());
@@ -310,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn keys_come_from_the_extractor_and_none_is_not_deduplicated() {
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack); 4]);
-        let mut svc = DedupLayer::new(MemoryDedupStore::new(10), "c")
+        let mut svc = DedupLayer::new(MemoryDedupStore::new(10))
             .key(|m: &Message| m.headers().get_str("dedup").map(str::to_owned))
             .wrap(inner);
         // Different ids, same extracted key: one run.
@@ -333,11 +337,16 @@ mod tests {
         let store = MemoryDedupStore::new(10);
         let (a, a_calls) = scripted(vec![Ok(Outcome::Ack)]);
         let (b, b_calls) = scripted(vec![Ok(Outcome::Ack)]);
-        let mut a = Dedup::new(a, store.clone(), "a");
-        let mut b = Dedup::new(b, store, "b");
+        let mut a = Dedup::new(a, store.clone());
+        let mut b = Dedup::new(b, store);
+        // One message handled by two consumers: the runtime stamps each one's name.
         let msg = Message::new("x");
-        run(&mut a, &msg).await.unwrap();
-        run(&mut b, &msg).await.unwrap();
+        let by = |name: &str| {
+            msg.clone()
+                .with_origin(wharf::Origin::new("t").with_consumer(name))
+        };
+        run(&mut a, &by("a")).await.unwrap();
+        run(&mut b, &by("b")).await.unwrap();
         assert_eq!(a_calls.load(Ordering::SeqCst), 1);
         assert_eq!(b_calls.load(Ordering::SeqCst), 1);
     }
@@ -345,11 +354,11 @@ mod tests {
     #[test]
     fn accessors_and_debug() {
         let (inner, _) = scripted(vec![]);
-        let mut svc = Dedup::new(inner, Arc::new(MemoryDedupStore::new(3)), "c");
+        let mut svc = Dedup::new(inner, Arc::new(MemoryDedupStore::new(3)));
         let _ = svc.get_ref();
         let _ = svc.get_mut();
         assert_eq!(svc.store().capacity(), 3);
-        let layer = DedupLayer::new(MemoryDedupStore::new(3), "c");
+        let layer = DedupLayer::new(MemoryDedupStore::new(3));
         assert!(format!("{layer:?}").contains("DedupLayer"));
         let _inner = svc.into_inner();
     }

@@ -145,7 +145,7 @@ where
                                 "idempotency key already handled; acked without handling"
                             );
                             crate::telemetry::duplicate(
-                                &this.config.consumer,
+                                crate::telemetry::consumer_of(&message),
                                 message.origin().source(),
                                 "idempotency",
                             );

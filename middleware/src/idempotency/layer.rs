@@ -72,7 +72,6 @@ pub enum MissingKey {
 
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) consumer: Arc<str>,
     pub(crate) key: KeySource,
     pub(crate) missing_key: MissingKey,
     pub(crate) retention: Duration,
@@ -97,7 +96,6 @@ pub(crate) struct Config {
 #[derive(Clone)]
 pub struct IdempotencyLayer {
     store: Arc<dyn IdempotencyStore>,
-    consumer: Arc<str>,
     key: KeySource,
     missing_key: MissingKey,
     retention: Duration,
@@ -106,13 +104,12 @@ pub struct IdempotencyLayer {
 }
 
 impl IdempotencyLayer {
-    /// Claims business keys in `store`, namespaced by `consumer` (use the consumer's
-    /// name: it also labels the `wharf_duplicates_total` metric). The key is read from
+    /// Claims business keys in `store`, namespaced by the consumer the runtime stamped
+    /// on the message (which also labels `wharf_duplicates_total`). The key is read from
     /// the `idempotency-key` header.
-    pub fn new(store: Arc<dyn IdempotencyStore>, consumer: impl Into<Arc<str>>) -> Self {
+    pub fn new(store: Arc<dyn IdempotencyStore>) -> Self {
         IdempotencyLayer {
             store,
-            consumer: consumer.into(),
             key: KeySource::Header(Cow::Borrowed(names::IDEMPOTENCY_KEY)),
             missing_key: MissingKey::Process,
             retention: Duration::from_secs(24 * 3600),
@@ -145,7 +142,7 @@ impl IdempotencyLayer {
     ///     payment_id: String,
     /// }
     ///
-    /// let layer = IdempotencyLayer::new(Arc::new(MemoryIdempotencyStore::default()), "billing")
+    /// let layer = IdempotencyLayer::new(Arc::new(MemoryIdempotencyStore::default()))
     ///     .key_from_payload(|p: &PaymentRef| Some(p.payment_id.clone()));
     /// # let _ = layer;
     /// ```
@@ -217,7 +214,6 @@ impl IdempotencyLayer {
 
     pub(crate) fn wrap<S>(self, inner: S) -> Idempotency<S> {
         let config = Config {
-            consumer: self.consumer,
             key: self.key,
             missing_key: self.missing_key,
             retention: self.retention,
@@ -239,7 +235,6 @@ impl<S> Layer<S> for IdempotencyLayer {
 impl fmt::Debug for IdempotencyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdempotencyLayer")
-            .field("consumer", &self.consumer)
             .field("key", &self.key)
             .field("missing_key", &self.missing_key)
             .field("retention", &self.retention)

@@ -41,7 +41,7 @@ use super::table::{ClaimTable, TableClaim};
 /// use wharf_middleware::idempotency::{IdempotencyLayer, MemoryIdempotencyStore};
 ///
 /// let store = Arc::new(MemoryIdempotencyStore::new(1_000_000));
-/// let layer = IdempotencyLayer::new(store, "billing");
+/// let layer = IdempotencyLayer::new(store);
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]

@@ -92,7 +92,7 @@
 //! // In production: a Redis or PostgreSQL store shared by every replica.
 //! let store = Arc::new(MemoryIdempotencyStore::default());
 //! let stack = ServiceBuilder::new()
-//!     .layer(IdempotencyLayer::new(store, "billing"))
+//!     .layer(IdempotencyLayer::new(store))
 //!     .service(charge.into_service());
 //! let mut harness = Harness::new(stack).consumer_name("billing");
 //!
@@ -146,10 +146,10 @@ pub struct Idempotency<S> {
 // ===== impl Idempotency =====
 
 impl<S> Idempotency<S> {
-    /// Wraps `inner`, claiming keys from the `idempotency-key` header in `store` as
-    /// consumer `consumer`, with the [`IdempotencyLayer`] defaults.
-    pub fn new(inner: S, store: Arc<dyn IdempotencyStore>, consumer: impl Into<Arc<str>>) -> Self {
-        IdempotencyLayer::new(store, consumer).wrap(inner)
+    /// Wraps `inner`, claiming keys from the `idempotency-key` header in `store`, with
+    /// the [`IdempotencyLayer`] defaults.
+    pub fn new(inner: S, store: Arc<dyn IdempotencyStore>) -> Self {
+        IdempotencyLayer::new(store).wrap(inner)
     }
 
     pub(crate) fn from_parts(
@@ -238,7 +238,7 @@ where
             // The key lives in a payload that does not decode: permanent.
             Err(e) => return ResponseFuture::decided(Err(e.into()), config),
         };
-        let key = IdempotencyKey::new(config.consumer.clone(), key);
+        let key = IdempotencyKey::new(crate::telemetry::consumer_arc_of(&message), key);
         // Take the service `poll_ready` made ready; leave a clone for the next call.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
@@ -260,8 +260,12 @@ mod tests {
     use wharf::error::classify;
     use wharf::Failure;
 
+    /// A message with idempotency key `key`, handled by consumer `c` (as the runtime
+    /// stamps it).
     fn keyed(key: &str) -> Message {
-        Message::new("{}").with_header("idempotency-key", key.to_owned())
+        Message::new("{}")
+            .with_header("idempotency-key", key.to_owned())
+            .with_origin(wharf::Origin::new("t").with_consumer("c"))
     }
 
     fn memory() -> Arc<dyn IdempotencyStore> {
@@ -278,7 +282,7 @@ mod tests {
             Err("boom"),
         ] {
             let (inner, calls) = scripted(vec![first.clone(), Ok(Outcome::Ack)]);
-            let mut svc = Idempotency::new(inner, memory(), "c");
+            let mut svc = Idempotency::new(inner, memory());
             let _ = run(&mut svc, &keyed("k")).await;
             assert_eq!(run(&mut svc, &keyed("k")).await.unwrap(), Outcome::Ack);
             assert_eq!(
@@ -294,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn missing_keys_pass_through_or_are_rejected_as_permanent() {
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack); 2]);
-        let mut svc = Idempotency::new(inner.clone(), memory(), "c");
+        let mut svc = Idempotency::new(inner.clone(), memory());
         run(&mut svc, &Message::new("x")).await.unwrap();
         run(&mut svc, &Message::new("x")).await.unwrap();
         assert_eq!(
@@ -303,7 +307,7 @@ mod tests {
             "keyless messages always run"
         );
 
-        let mut svc = IdempotencyLayer::new(memory(), "c")
+        let mut svc = IdempotencyLayer::new(memory())
             .missing_key(MissingKey::Reject)
             .wrap(inner);
         for msg in [Message::new("x"), keyed("")] {
@@ -328,7 +332,7 @@ mod tests {
             id: Option<String>,
         }
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack); 3]);
-        let mut svc = IdempotencyLayer::new(memory(), "c")
+        let mut svc = IdempotencyLayer::new(memory())
             .key_from_payload(|p: &Payment| p.id.clone())
             .wrap(inner);
         run(&mut svc, &Message::new(r#"{"id":"p1"}"#))
@@ -351,14 +355,14 @@ mod tests {
     #[tokio::test]
     async fn other_headers_and_functions_can_supply_the_key() {
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack); 2]);
-        let mut by_header = IdempotencyLayer::new(memory(), "c")
+        let mut by_header = IdempotencyLayer::new(memory())
             .key_from_header("x-request-id")
             .wrap(inner.clone());
         let msg = |v: &str| Message::new("x").with_header("x-request-id", v.to_owned());
         run(&mut by_header, &msg("r1")).await.unwrap();
         run(&mut by_header, &msg("r1")).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let mut by_key = IdempotencyLayer::new(memory(), "c")
+        let mut by_key = IdempotencyLayer::new(memory())
             .key_with(|m: &Message| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
             .wrap(inner);
         run(&mut by_key, &Message::new("x").with_key("order-1"))
@@ -416,7 +420,7 @@ mod tests {
         let store = Arc::new(Flaky::default());
         store.down.store(true, Ordering::SeqCst);
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack)]);
-        let mut svc = Idempotency::new(inner, store.clone(), "c");
+        let mut svc = Idempotency::new(inner, store.clone());
         let err = run(&mut svc, &keyed("k")).await.unwrap_err();
         assert_eq!(classify(&*err).kind, ErrorKind::Transient);
         let store_error = err
@@ -434,7 +438,7 @@ mod tests {
         let store = Arc::new(Flaky::default());
         store.fail_completes.store(true, Ordering::SeqCst);
         let (inner, calls) = scripted(vec![Ok(Outcome::Ack); 2]);
-        let mut svc = IdempotencyLayer::new(store.clone(), "c")
+        let mut svc = IdempotencyLayer::new(store.clone())
             .lease(Duration::from_secs(60))
             .wrap(inner);
         assert_eq!(run(&mut svc, &keyed("k")).await.unwrap(), Outcome::Ack);
@@ -456,7 +460,6 @@ mod tests {
                 Ok::<_, BoxError>(Outcome::Ack)
             }),
             store.clone(),
-            "c",
         );
         let mut fut = Box::pin(svc.ready().await.unwrap().call(keyed("k")));
         assert!(fut.as_mut().now_or_never().is_none());
@@ -474,11 +477,11 @@ mod tests {
     #[test]
     fn accessors_and_debug() {
         let (inner, _) = scripted(vec![]);
-        let mut svc = Idempotency::new(inner, memory(), "c");
+        let mut svc = Idempotency::new(inner, memory());
         let _ = svc.get_ref();
         let _ = svc.get_mut();
         let _ = svc.store();
-        let layer = IdempotencyLayer::new(memory(), "c");
+        let layer = IdempotencyLayer::new(memory());
         assert!(format!("{layer:?}").contains("IdempotencyLayer"));
         let _inner = svc.into_inner();
     }

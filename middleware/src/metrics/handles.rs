@@ -24,6 +24,7 @@ pub(super) fn outcome_index(outcome: &Outcome) -> usize {
 /// Every handle the metrics layer records to for one `(consumer, source)` pair,
 /// registered once with the recorder installed at the time.
 pub(super) struct Handles {
+    pub(super) consumer: Arc<str>,
     pub(super) source: Arc<str>,
     pub(super) received: Counter,
     pub(super) handled: [Counter; 5],
@@ -32,7 +33,7 @@ pub(super) struct Handles {
 }
 
 impl Handles {
-    pub(super) fn register(consumer: &Arc<str>, source: Arc<str>) -> Self {
+    pub(super) fn register(consumer: Arc<str>, source: Arc<str>) -> Self {
         describe();
         let labels = || {
             vec![
@@ -50,6 +51,7 @@ impl Handles {
             handled,
             duration: ::metrics::histogram!(names::DURATION, labels()),
             in_flight: ::metrics::gauge!(names::IN_FLIGHT, labels()),
+            consumer,
             source,
         }
     }
@@ -111,7 +113,7 @@ fn describe() {
 /// through handles registered per message (correct, only slower).
 pub(super) const CACHE_CAPACITY: usize = 32;
 
-/// Handles per source, owned by one service instance: `call(&mut self)` looks them up
+/// Handles per (consumer, source), owned by one service instance: `call(&mut self)` looks them up
 /// and adds to them without a lock.
 ///
 /// Not `Clone`: a cloned service starts with an empty cache, so its handles come from
@@ -124,18 +126,19 @@ pub(super) struct HandleCache {
 }
 
 impl HandleCache {
-    /// The handles for `origin`'s source, registering them on first use.
-    pub(super) fn get(&mut self, consumer: &Arc<str>, origin: &Origin) -> Arc<Handles> {
+    /// The handles for `origin`'s consumer and source, registering them on first use.
+    pub(super) fn get(&mut self, origin: &Origin) -> Arc<Handles> {
         let source = origin.source();
+        let consumer = origin.consumer().unwrap_or(crate::telemetry::UNNAMED);
         if let Some(h) = self.entries.get(self.last) {
-            if same_source(&h.source, origin, source) {
+            if same(h, origin, consumer, source) {
                 return h.clone();
             }
         }
         if let Some(i) = self
             .entries
             .iter()
-            .position(|h| same_source(&h.source, origin, source))
+            .position(|h| same(h, origin, consumer, source))
         {
             self.last = i;
             return self.entries[i].clone();
@@ -143,6 +146,10 @@ impl HandleCache {
         let shared = match origin.source_arc() {
             Some(arc) => arc.clone(),
             None => Arc::from(source),
+        };
+        let consumer = match origin.consumer_arc() {
+            Some(arc) => arc.clone(),
+            None => Arc::from(consumer),
         };
         let handles = Arc::new(Handles::register(consumer, shared));
         if self.entries.len() < CACHE_CAPACITY {
@@ -157,9 +164,18 @@ impl HandleCache {
     }
 }
 
-fn same_source(cached: &Arc<str>, origin: &Origin, source: &str) -> bool {
-    // The adapter usually shares one `Arc<str>` per source: compare the pointer first.
-    origin.source_arc().is_some_and(|a| Arc::ptr_eq(a, cached)) || **cached == *source
+fn same(cached: &Handles, origin: &Origin, consumer: &str, source: &str) -> bool {
+    // The adapter usually shares one `Arc<str>` per source and the runtime one per
+    // consumer: compare the pointers first.
+    let same_source = origin
+        .source_arc()
+        .is_some_and(|a| Arc::ptr_eq(a, &cached.source))
+        || *cached.source == *source;
+    let same_consumer = origin
+        .consumer_arc()
+        .is_some_and(|a| Arc::ptr_eq(a, &cached.consumer))
+        || *cached.consumer == *consumer;
+    same_source && same_consumer
 }
 
 #[cfg(test)]
@@ -183,19 +199,23 @@ mod tests {
 
     #[test]
     fn cache_is_bounded_and_hits_by_name_or_pointer() {
-        let consumer: Arc<str> = "c".into();
         let mut cache = HandleCache::default();
         for i in 0..CACHE_CAPACITY + 5 {
-            let h = cache.get(&consumer, &Origin::new(format!("s{i}")));
+            let h = cache.get(&Origin::new(format!("s{i}")).with_consumer("c"));
             assert_eq!(&*h.source, format!("s{i}"));
+            assert_eq!(&*h.consumer, "c");
         }
         assert_eq!(cache.len(), CACHE_CAPACITY);
         // A different Arc with the same name hits the cached entry.
-        let a = cache.get(&consumer, &Origin::new("s3"));
-        let b = cache.get(&consumer, &Origin::new("s3"));
+        let a = cache.get(&Origin::new("s3").with_consumer("c"));
+        let b = cache.get(&Origin::new("s3").with_consumer("c"));
         assert!(Arc::ptr_eq(&a, &b));
-        // A message that was never received has an empty source.
-        let empty = cache.get(&consumer, &Origin::default());
+        // Another consumer of the same source gets its own handles.
+        let other = cache.get(&Origin::new("s3").with_consumer("d"));
+        assert_eq!(&*other.consumer, "d");
+        // A message that was never received has an empty source and no consumer.
+        let empty = cache.get(&Origin::default());
         assert_eq!(&*empty.source, "");
+        assert_eq!(&*empty.consumer, crate::telemetry::UNNAMED);
     }
 }

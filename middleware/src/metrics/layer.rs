@@ -1,5 +1,4 @@
 use std::fmt;
-use std::sync::Arc;
 
 use tower::Layer;
 
@@ -7,21 +6,19 @@ use super::Metrics;
 
 /// Builds [`Metrics`] services.
 ///
-/// Holds configuration only (the consumer name); `layer` is a clone plus
-/// [`Metrics::new`].
-#[derive(Clone)]
+/// Holds no configuration: the `consumer` label is the name the runtime stamped on each
+/// message. `layer` is [`Metrics::new`].
+#[derive(Clone, Default)]
 pub struct MetricsLayer {
-    consumer: Arc<str>,
+    _private: (),
 }
 
 // ===== impl MetricsLayer =====
 
 impl MetricsLayer {
-    /// Records metrics labelled `consumer = consumer`.
-    pub fn new(consumer: impl Into<Arc<str>>) -> Self {
-        MetricsLayer {
-            consumer: consumer.into(),
-        }
+    /// Records metrics labelled with the consumer the runtime stamped on the message.
+    pub fn new() -> Self {
+        MetricsLayer::default()
     }
 }
 
@@ -29,14 +26,12 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metrics::new(inner, self.consumer.clone())
+        Metrics::new(inner)
     }
 }
 
 impl fmt::Debug for MetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsLayer")
-            .field("consumer", &self.consumer)
-            .finish()
+        f.debug_struct("MetricsLayer").finish()
     }
 }

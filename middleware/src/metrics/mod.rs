@@ -13,7 +13,7 @@
 //!
 //! # Metrics
 //!
-//! Every wharf metric carries `consumer` (the consumer name given to the layer) and
+//! Every wharf metric carries `consumer` (the name given to `Consumer::new`, stamped on each message) and
 //! `source` (the queue, topic or subject the message came from, [`Origin::source`]).
 //!
 //! | metric | type | extra labels | recorded by | meaning |
@@ -88,7 +88,7 @@
 //! metrics::set_global_recorder(recorder).expect("no recorder installed yet");
 //!
 //! let stack = ServiceBuilder::new()
-//!     .layer(MetricsLayer::new("billing"))
+//!     .layer(MetricsLayer::new())
 //!     .service(handle.into_service());
 //! let mut harness = Harness::new(stack).topic("invoices");
 //! harness.publish(Message::new("a"));
@@ -115,7 +115,6 @@ pub use future::ResponseFuture;
 pub use layer::MetricsLayer;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::Service;
@@ -159,18 +158,17 @@ pub mod names {
 /// A clone shares nothing mutable: it starts with an empty handle cache.
 pub struct Metrics<S> {
     inner: S,
-    consumer: Arc<str>,
     cache: HandleCache,
 }
 
 // ===== impl Metrics =====
 
 impl<S> Metrics<S> {
-    /// Wraps `inner`, labelling its metrics `consumer = consumer`.
-    pub fn new(inner: S, consumer: impl Into<Arc<str>>) -> Self {
+    /// Wraps `inner`, labelling its metrics with the consumer the runtime stamped on
+    /// each message.
+    pub fn new(inner: S) -> Self {
         Metrics {
             inner,
-            consumer: consumer.into(),
             cache: HandleCache::default(),
         }
     }
@@ -193,7 +191,7 @@ impl<S> Metrics<S> {
 
 impl<S: Clone> Clone for Metrics<S> {
     fn clone(&self) -> Self {
-        Metrics::new(self.inner.clone(), self.consumer.clone())
+        Metrics::new(self.inner.clone())
     }
 }
 
@@ -201,7 +199,6 @@ impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
             .field("inner", &self.inner)
-            .field("consumer", &self.consumer)
             .field("cached_sources", &self.cache.len())
             .finish()
     }
@@ -221,7 +218,7 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let handles = self.cache.get(&self.consumer, message.origin());
+        let handles = self.cache.get(message.origin());
         // Counted before the inner call, so a panicking `call` still leaves the gauge.
         let in_flight = InFlight::start(handles);
         ResponseFuture::new(self.inner.call(message), in_flight)

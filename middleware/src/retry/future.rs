@@ -140,7 +140,7 @@ fn next(shared: &Shared, message: &Message, tries: u32, error: &BoxError) -> Nex
                 error = %error_chain(error),
                 "retrying in process"
             );
-            crate::telemetry::retry(&shared.consumer, source, "in_process");
+            crate::telemetry::retry(crate::telemetry::consumer_of(message), source, "in_process");
             Next::Wait(delay)
         }
         Decision::Redeliver { delay } => {
@@ -151,7 +151,7 @@ fn next(shared: &Shared, message: &Message, tries: u32, error: &BoxError) -> Nex
                 error = %error_chain(error),
                 "retrying by redelivery"
             );
-            crate::telemetry::retry(&shared.consumer, source, "redelivery");
+            crate::telemetry::retry(crate::telemetry::consumer_of(message), source, "redelivery");
             Next::Done(Outcome::Retry { after: delay })
         }
         Decision::GiveUp(failure) => {

@@ -10,33 +10,21 @@ use super::{Retry, RetryPolicy};
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
     policy: RetryPolicy,
-    consumer: Arc<str>,
 }
 
 /// What every [`Retry`] built by one layer shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) policy: RetryPolicy,
-    /// The `consumer` label of `wharf_retries_total`.
-    pub(crate) consumer: Arc<str>,
 }
 
 // ===== impl RetryLayer =====
 
 impl RetryLayer {
-    /// Retries by `policy`. The `consumer` label of the retries metric is empty until
-    /// set with [`consumer`](Self::consumer).
+    /// Retries by `policy`. The `consumer` label of the retries metric is the consumer
+    /// the runtime stamped on the message.
     pub fn new(policy: RetryPolicy) -> Self {
-        RetryLayer {
-            policy,
-            consumer: Arc::from(""),
-        }
-    }
-
-    /// The consumer's name, for the `consumer` label of `wharf_retries_total`.
-    pub fn consumer(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.consumer = name.into();
-        self
+        RetryLayer { policy }
     }
 
     /// The policy.
@@ -49,7 +37,6 @@ impl RetryLayer {
             inner,
             Arc::new(Shared {
                 policy: self.policy,
-                consumer: self.consumer,
             }),
         )
     }

@@ -55,8 +55,8 @@
 //! panic or a timeout counts as a failed try like any other transient error.
 //!
 //! Each retry decided increments `wharf_retries_total{consumer, source, tier}` (`tier` is
-//! `in_process` or `redelivery`) when the `metrics` feature is on; name the consumer with
-//! [`RetryLayer::consumer`].
+//! `in_process` or `redelivery`) when the `metrics` feature is on; `consumer` is the name
+//! the [`Consumer`](wharf::Consumer) runtime stamped on the message.
 //!
 //! # Example
 //!
@@ -81,7 +81,7 @@
 //!     .max_attempts(5)
 //!     .initial_delay(Duration::from_secs(10));
 //! let stack = ServiceBuilder::new()
-//!     .layer(RetryLayer::new(policy).consumer("orders"))
+//!     .layer(RetryLayer::new(policy))
 //!     .service(handle.into_service());
 //!
 //! let mut harness = Harness::new(stack).consumer_name("orders");
@@ -171,7 +171,6 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
             .field("policy", &self.shared.policy)
-            .field("consumer", &self.shared.consumer)
             .finish()
     }
 }

@@ -23,7 +23,6 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use tower::ServiceBuilder;
 //! use wharf::{Handler, HandlerError, Json};
@@ -42,7 +41,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let broker = MemoryBroker::new();
-//! let recommended = RecommendedLayer::new("orders", Arc::new(broker.clone()))
+//! let recommended = RecommendedLayer::new(broker.clone())
 //!     .retry(RetryPolicy::new().max_attempts(5).initial_delay(Duration::from_millis(500)))
 //!     .timeout(Duration::from_secs(10));
 //!
@@ -59,7 +58,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tower::util::Either;
@@ -108,7 +106,6 @@ pub type Recommended<S, St = MemoryDedupStore> = Metrics<
 /// store: add one with [`idempotency`](Self::idempotency)).
 #[derive(Clone)]
 pub struct RecommendedLayer<St = MemoryDedupStore> {
-    consumer: Arc<str>,
     metrics: MetricsLayer,
     trace: TraceLayer,
     dead_letter: DeadLetterLayer,
@@ -122,36 +119,28 @@ pub struct RecommendedLayer<St = MemoryDedupStore> {
 // ===== impl RecommendedLayer =====
 
 impl RecommendedLayer {
-    /// The recommended stack for consumer `consumer` (its name in metrics, spans, dead
-    /// letters and dedup keys), publishing dead letters through `publisher`.
-    pub fn new(consumer: impl Into<Arc<str>>, publisher: Arc<dyn Publisher>) -> Self {
-        let consumer = consumer.into();
+    /// The recommended stack, publishing dead letters through `publisher`. The
+    /// consumer's name (in metrics, spans, dead letters and dedup keys) is the one given
+    /// to [`Consumer::new`](wharf::Consumer::new), which the runtime stamps on every
+    /// message.
+    pub fn new(publisher: impl Publisher) -> Self {
         RecommendedLayer {
-            metrics: MetricsLayer::new(consumer.clone()),
-            trace: TraceLayer::new(consumer.clone()),
-            dead_letter: DeadLetterLayer::new(publisher, consumer.clone()),
-            retry: RetryLayer::new(RetryPolicy::default()).consumer(consumer.clone()),
-            dedup: Some(DedupLayer::new(
-                MemoryDedupStore::default(),
-                consumer.clone(),
-            )),
+            metrics: MetricsLayer::new(),
+            trace: TraceLayer::new(),
+            dead_letter: DeadLetterLayer::new(publisher),
+            retry: RetryLayer::new(RetryPolicy::default()),
+            dedup: Some(DedupLayer::new(MemoryDedupStore::default())),
             idempotency: None,
             timeout: Some(TimeoutLayer::new(Duration::from_secs(30))),
             catch_panic: CatchPanicLayer::new(),
-            consumer,
         }
     }
 }
 
 impl<St> RecommendedLayer<St> {
-    /// The consumer name the layers were built with.
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
     /// Sets the retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = RetryLayer::new(policy).consumer(self.consumer.clone());
+        self.retry = RetryLayer::new(policy);
         self
     }
 
@@ -167,7 +156,6 @@ impl<St> RecommendedLayer<St> {
     /// Replaces the dedup layer (another store, window or key).
     pub fn dedup<St2>(self, dedup: DedupLayer<St2>) -> RecommendedLayer<St2> {
         RecommendedLayer {
-            consumer: self.consumer,
             metrics: self.metrics,
             trace: self.trace,
             dead_letter: self.dead_letter,
@@ -273,7 +261,6 @@ impl<S, St: Clone> Layer<S> for RecommendedLayer<St> {
 impl<St> fmt::Debug for RecommendedLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecommendedLayer")
-            .field("consumer", &self.consumer)
             .field("retry", &self.retry)
             .field("dedup", &self.dedup.is_some())
             .field("idempotency", &self.idempotency.is_some())

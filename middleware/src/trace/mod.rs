@@ -30,7 +30,7 @@
 //! | `source` | the queue, topic or subject ([`Origin::source`](wharf::Origin::source)) |
 //! | `partition`, `offset` | where the broker has them |
 //! | `attempt` | 1 on the first delivery |
-//! | `consumer` | the name given to [`TraceLayer::new`] |
+//! | `consumer` | the consumer's name, as the runtime stamped it on the message |
 //! | `trace_id` | the trace the message belongs to (incoming, or new) |
 //! | `span_id` | this consumer's span id: the `parent-id` of the `traceparent` passed inward |
 //! | `parent_span_id` | the incoming `parent-id`, when the message carried a valid `traceparent` |
@@ -73,8 +73,8 @@
 //! # async fn main() {
 //! let broker = MemoryBroker::new();
 //! let stack = ServiceBuilder::new()
-//!     .layer(TraceLayer::new("orders-consumer"))
-//!     .layer(DeadLetterLayer::new(Arc::new(broker.clone()), "orders-consumer"))
+//!     .layer(TraceLayer::new())
+//!     .layer(DeadLetterLayer::new(broker.clone()))
 //!     .service(handle.into_service());
 //! let mut harness = Harness::with_broker(broker, stack).topic("orders");
 //!
@@ -103,7 +103,6 @@ pub use future::ResponseFuture;
 pub use layer::TraceLayer;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::Service;
@@ -115,24 +114,20 @@ use wharf::{BoxError, Message, Outcome};
 #[derive(Clone)]
 pub struct Trace<S> {
     inner: S,
-    consumer: Arc<str>,
     level: Level,
 }
 
 // ===== impl Trace =====
 
 impl<S> Trace<S> {
-    /// Wraps `inner`, naming `consumer` on its spans (span level `INFO`).
-    pub fn new(inner: S, consumer: impl Into<Arc<str>>) -> Self {
-        Trace::from_parts(inner, consumer.into(), Level::INFO)
+    /// Wraps `inner` (span level `INFO`); spans name the consumer the runtime stamped
+    /// on the message.
+    pub fn new(inner: S) -> Self {
+        Trace::from_parts(inner, Level::INFO)
     }
 
-    pub(crate) fn from_parts(inner: S, consumer: Arc<str>, level: Level) -> Self {
-        Trace {
-            inner,
-            consumer,
-            level,
-        }
+    pub(crate) fn from_parts(inner: S, level: Level) -> Self {
+        Trace { inner, level }
     }
 
     /// The inner service.
@@ -155,7 +150,6 @@ impl<S: fmt::Debug> fmt::Debug for Trace<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Trace")
             .field("inner", &self.inner)
-            .field("consumer", &self.consumer)
             .field("level", &self.level)
             .finish()
     }
@@ -181,7 +175,8 @@ where
             None => TraceContext::new_root(),
         };
         ctx.inject(message.headers_mut());
-        let span = message_span(self.level, &message, &self.consumer, incoming, &ctx);
+        let consumer = crate::telemetry::consumer_of(&message);
+        let span = message_span(self.level, &message, consumer, incoming, &ctx);
         let fut = span.in_scope(|| self.inner.call(message));
         ResponseFuture::new(fut, span)
     }

@@ -56,18 +56,15 @@ pub async fn retry_then_dead_letter_with_headers<F: AdapterFactory>(f: &F) {
     };
     let stack = ServiceBuilder::new()
         .layer(
-            DeadLetterLayer::new(dlq_publisher, "conformance-consumer")
+            DeadLetterLayer::new(dlq_publisher)
                 .destination(Destination::Fixed(f.destination(&dlq_topic).into())),
         )
-        .layer(
-            RetryLayer::new(
-                RetryPolicy::new()
-                    .max_attempts(ATTEMPTS)
-                    .initial_delay(Duration::from_millis(50))
-                    .jitter(0.0),
-            )
-            .consumer("conformance-consumer"),
-        )
+        .layer(RetryLayer::new(
+            RetryPolicy::new()
+                .max_attempts(ATTEMPTS)
+                .initial_delay(Duration::from_millis(50))
+                .jitter(0.0),
+        ))
         .service(handler.into_service());
 
     let sent = Message::with_id(format!("{topic}-poison"), "payload-kept")
@@ -158,10 +155,7 @@ pub async fn duplicate_is_skipped<F: AdapterFactory>(f: &F) {
                 m
             }
         })
-        .layer(DedupLayer::new(
-            MemoryDedupStore::default(),
-            "conformance-consumer",
-        ))
+        .layer(DedupLayer::new(MemoryDedupStore::default()))
         .service(handler.into_service());
 
     let original = Message::with_id(format!("{topic}-dup"), "once").with_key("k");
