@@ -51,6 +51,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
 step "cargo package --workspace (every crate packs and builds from its package)"
 # --allow-dirty: the script also runs on a working tree with uncommitted changes.
+# The verify builds see our own crates as registry crates of an unchanged version
+# (0.1.0), which cargo takes to be immutable: it would reuse what an earlier run left
+# (the packages, the sources it extracted from its temporary local registry into
+# $CARGO_HOME, and the compiled units in target/debug). All three are cleared first;
+# dependencies stay built.
+rm -rf target/package target/debug/.fingerprint/wharf-* target/debug/.fingerprint/example-*
+find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -mindepth 2 -maxdepth 2 -type d \
+  -path '*/-*/wharf-*' -exec rm -rf {} + 2>/dev/null || true
 cargo package --workspace --allow-dirty -q
 
 # ---- examples -----------------------------------------------------------------------
