@@ -1,6 +1,7 @@
 //! The message a handler receives, and the one a publisher sends.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -128,14 +129,43 @@ impl AsRef<str> for MessageId {
     }
 }
 
+/// What the runtime stamps on each message it hands to its stack: the consumer's name,
+/// and the counts layers report back to its [`Summary`](crate::Summary).
+#[derive(Debug)]
+pub(crate) struct Stamp {
+    pub(crate) name: Arc<str>,
+    /// Dead letters a layer published and then acked (see [`Origin::count_dead_letter`]).
+    pub(crate) dead_letters: AtomicU64,
+}
+
+impl Stamp {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Stamp {
+            name,
+            dead_letters: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Where a received message came from, and which consumer is handling it.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Origin {
     source: Option<Arc<str>>,
     partition: Option<u32>,
     offset: Option<u64>,
-    consumer: Option<Arc<str>>,
+    consumer: Option<Arc<Stamp>>,
 }
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.partition == other.partition
+            && self.offset == other.offset
+            && self.consumer() == other.consumer()
+    }
+}
+
+impl Eq for Origin {}
 
 impl Origin {
     /// An origin naming only the source (queue, topic or subject).
@@ -152,19 +182,29 @@ impl Origin {
     /// stamps its name on every message it hands to its stack, so layers read it here
     /// instead of being given it again.
     pub fn with_consumer(mut self, consumer: impl Into<Arc<str>>) -> Self {
-        self.consumer = Some(consumer.into());
+        self.consumer = Some(Arc::new(Stamp::new(consumer.into())));
         self
     }
 
     /// The consumer handling the message: set by the runtime, `None` for a message no
     /// [`Consumer`](crate::Consumer) has handed out (a stack called directly).
     pub fn consumer(&self) -> Option<&str> {
-        self.consumer.as_deref()
+        self.consumer.as_ref().map(|stamp| &*stamp.name)
     }
 
     /// The consumer as a shared string, for labels that outlive the message.
     pub fn consumer_arc(&self) -> Option<&Arc<str>> {
-        self.consumer.as_ref()
+        self.consumer.as_ref().map(|stamp| &stamp.name)
+    }
+
+    /// For dead-letter layers: the message was published to its dead-letter destination
+    /// and will be acked. The consumer's [`Summary`](crate::Summary) counts it under
+    /// `dead_lettered` instead of `acked`. Does nothing for a message no
+    /// [`Consumer`](crate::Consumer) handed out.
+    pub fn count_dead_letter(&self) {
+        if let Some(stamp) = &self.consumer {
+            stamp.dead_letters.fetch_add(1, AtomicOrdering::Relaxed);
+        }
     }
 
     /// Sets the partition.
@@ -210,8 +250,8 @@ impl fmt::Debug for Origin {
         if let Some(o) = self.offset {
             d.field("offset", &o);
         }
-        if let Some(c) = &self.consumer {
-            d.field("consumer", c);
+        if let Some(c) = self.consumer() {
+            d.field("consumer", &c);
         }
         d.finish()
     }
@@ -253,8 +293,8 @@ pub struct Message {
 impl Message {
     /// Stamps the consumer handling the message on its origin (the runtime, once per
     /// message: one reference count).
-    pub(crate) fn stamp_consumer(&mut self, consumer: &Arc<str>) {
-        self.origin.consumer = Some(consumer.clone());
+    pub(crate) fn stamp_consumer(&mut self, stamp: &Arc<Stamp>) {
+        self.origin.consumer = Some(stamp.clone());
     }
 
     /// A new message with a fresh random id, no key, no headers, attempt 1.

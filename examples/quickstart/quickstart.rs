@@ -83,9 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "received {}, settled {} (dead letters published and confirmed: {})",
+        "received {}, acked {}, dead-lettered {} (copies on orders.dlq: {})",
         summary.received,
         summary.acked,
+        summary.dead_lettered,
         dead_letters.len()
     );
     Ok(())

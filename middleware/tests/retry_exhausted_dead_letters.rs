@@ -62,6 +62,13 @@ async fn after_max_attempts_deliveries() {
     );
 
     assert_eq!(report.dead_letters().len(), 1);
+    // The layer's dead letter counts as one in the consumer's summary, not as an ack.
+    let summary = report.summary();
+    assert_eq!(
+        (summary.dead_lettered, summary.acked),
+        (1, 0),
+        "{summary:?}"
+    );
     let copy = report.dead_letter(&id).expect("the dead letter");
     let h = copy.headers();
     assert_eq!(h.get_str(names::DLQ_REASON), Some("retries-exhausted"));

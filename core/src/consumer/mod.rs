@@ -78,7 +78,7 @@ use tower::Service;
 
 use crate::adapter::Subscriber;
 use crate::error::{BoxError, Error};
-use crate::message::Message;
+use crate::message::{Message, Stamp};
 use crate::outcome::Outcome;
 use job::Settling;
 use runner::{Limits, Runner};
@@ -215,6 +215,7 @@ where
         );
         drop(_enter);
 
+        let stamp = Arc::new(Stamp::new(Arc::from(self.name.as_str())));
         let limits = Limits {
             max_in_flight: self.max_in_flight,
             ordering: self.ordering,
@@ -227,7 +228,7 @@ where
             },
             retry_in_lane: capabilities.retry_in_lane,
             hand_back_on_stop: capabilities.redelivers_unacked,
-            name: Arc::from(self.name.as_str()),
+            stamp: stamp.clone(),
             stop_when_idle: self.stop_when_idle,
         };
         let mut runner = Runner::new(self.subscriber, self.service, limits, Box::pin(shutdown));
@@ -237,7 +238,13 @@ where
         })
         .await;
 
-        let summary = runner.summary;
+        let mut summary = runner.summary;
+        // Dead letters a layer published were settled `Ack`; count them as dead letters.
+        let by_layer = stamp
+            .dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed);
+        summary.acked = summary.acked.saturating_sub(by_layer);
+        summary.dead_lettered += by_layer;
         let error = runner.error.take();
         let closed = runner.into_subscriber().close().await;
         let _enter = span.enter();
@@ -268,14 +275,16 @@ impl<S, Svc> fmt::Debug for Consumer<S, Svc> {
 pub struct Summary {
     /// Deliveries pulled from the subscriber.
     pub received: u64,
-    /// Settled `Ack` (including dead letters the dead-letter layer published).
+    /// Settled `Ack` (not counting dead letters the dead-letter layer published).
     pub acked: u64,
     /// Settled `Retry` (including those interrupted by the shutdown deadline).
     pub retried: u64,
     /// `Retry` outcomes the runtime carried out itself, running the message again in its
     /// lane (adapters with [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane)).
     pub retried_in_lane: u64,
-    /// Settled `DeadLetter` through the adapter's native path.
+    /// Dead letters: settled `DeadLetter` through the adapter's native path, plus those a
+    /// dead-letter layer published and acked (reported with
+    /// [`Origin::count_dead_letter`](crate::Origin::count_dead_letter)).
     pub dead_lettered: u64,
     /// Settled `Drop`.
     pub dropped: u64,

@@ -21,7 +21,7 @@ use super::lanes::{Lanes, Ordering};
 use super::Summary;
 use crate::adapter::{Acker, Delivery, Lease, Subscriber};
 use crate::error::{error_chain, BoxError, Error};
-use crate::message::Message;
+use crate::message::{Message, Stamp};
 use crate::outcome::Outcome;
 
 /// How many steps the loop takes before yielding to the scheduler, so a consumer whose
@@ -41,9 +41,10 @@ pub(super) struct Limits {
     /// Where it cannot (Core NATS), in-lane retries go on while draining, until the
     /// shutdown deadline.
     pub(super) hand_back_on_stop: bool,
-    /// The consumer's name, stamped on every message's origin before the stack sees
-    /// it (layers read it there: metrics labels, dedup keys, dead-letter headers).
-    pub(super) name: Arc<str>,
+    /// The consumer's name (and the counters layers report to), stamped on every
+    /// message's origin before the stack sees it (layers read it there: metrics labels,
+    /// dedup keys, dead-letter headers).
+    pub(super) stamp: Arc<Stamp>,
     /// Stop once nothing arrived for this long and nothing is in flight.
     pub(super) stop_when_idle: Option<Duration>,
 }
@@ -353,7 +354,7 @@ where
     /// Calls the (ready) service and tracks the delivery, which holds lane `key`.
     fn dispatch(&mut self, delivery: Delivery<S::Acker>, key: Option<Bytes>, cx: &mut Context<'_>) {
         let (mut message, acker) = delivery.into_parts();
-        message.stamp_consumer(&self.limits.name);
+        message.stamp_consumer(&self.limits.stamp);
         let entry = Entry {
             id: message.id().clone(),
             attempt: message.attempt(),

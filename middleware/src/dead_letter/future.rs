@@ -14,7 +14,9 @@ type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>
 
 /// What is recorded once the dead letter is confirmed.
 struct Published {
-    consumer: String,
+    /// The message's origin: its consumer (labels, and the runtime's count of dead
+    /// letters) and source.
+    origin: wharf::Origin,
     source: String,
     reason: String,
     attempt: u32,
@@ -115,7 +117,7 @@ where
                     let fut: Publishing =
                         Box::pin(async move { publisher.publish(&destination, letter).await });
                     let published = Published {
-                        consumer: crate::telemetry::consumer_of(&message).to_owned(),
+                        origin: message.origin().clone(),
                         source: message.origin().source().to_owned(),
                         reason: failure.reason().as_str().to_owned(),
                         attempt: message.attempt(),
@@ -126,8 +128,12 @@ where
                     return match fut.as_mut().poll(cx) {
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Ok(())) => {
+                            published.origin.count_dead_letter();
                             crate::telemetry::dead_letter(
-                                &published.consumer,
+                                published
+                                    .origin
+                                    .consumer()
+                                    .unwrap_or(crate::telemetry::UNNAMED),
                                 &published.source,
                                 &published.reason,
                             );
@@ -136,7 +142,10 @@ where
                         Poll::Ready(Err(e)) => {
                             let after = this.config.publish_failure_backoff(published.attempt);
                             crate::telemetry::settle_failure(
-                                &published.consumer,
+                                published
+                                    .origin
+                                    .consumer()
+                                    .unwrap_or(crate::telemetry::UNNAMED),
                                 &published.source,
                                 "dead_letter_publish",
                             );
