@@ -38,7 +38,7 @@
 //! | `binding_key` | `#` | the binding key from `exchange` to the work queue |
 //! | `consumer_tag` | server-generated | the consumer tag (also the `wharf-dlq-consumer` of native dead letters) |
 //! | `declare` | `true` | declare the topology; `false` only verifies it exists (passive declares) |
-//! | `retry_tiers` | `1s,10s,60s,10m` | delays of the retry tier queues (humantime durations) |
+//! | `retry_tiers` | `1s,2s,5s,10s,30s,1m,5m,10m` | delays of the retry tier queues (humantime durations); a retry goes to the nearest on a log scale |
 //! | `queue_expires` | none | `x-expires` on every declared queue (tests, temporary queues) |
 //! | `delivery_limit` | `20` | quorum work queue: `x-delivery-limit`, with the broker dead-lettering to `<queue>.dlq` past it (crash loops end there, `wharf-dlq-reason: rabbitmq-delivery-limit`); `none` for no limit |
 //! | `heartbeat` | broker's | heartbeat interval in seconds |
@@ -410,12 +410,9 @@ impl Default for RabbitConfigBuilder {
                 queue_type: QueueType::Quorum,
                 consumer_tag: None,
                 declare: true,
-                retry_tiers: vec![
-                    Duration::from_secs(1),
-                    Duration::from_secs(10),
-                    Duration::from_secs(60),
-                    Duration::from_secs(600),
-                ],
+                retry_tiers: [1, 2, 5, 10, 30, 60, 300, 600]
+                    .map(Duration::from_secs)
+                    .to_vec(),
                 queue_expires: None,
                 delivery_limit: Some(20),
                 connect_timeout: Duration::from_secs(10),

@@ -12,8 +12,14 @@
 //! tier queues dead-letter `at-least-once` (with `x-overflow: reject-publish`, which that
 //! strategy needs), so a message moving from a tier back to the work queue is never lost.
 //!
-//! A `Retry { after }` goes to the smallest tier ≥ `after` (the largest tier when `after`
-//! is longer than every tier): delays are rounded **up** to a tier. Because all messages
+//! A `Retry { after }` goes to the tier nearest to `after` on a log scale (the ratio
+//! counts, not the difference: 1.2 s goes to 1 s rather than 2 s, 4.8 s to 5 s; a tie
+//! goes to the longer tier; `after` beyond the last tier goes to the last). Retry
+//! backoffs carry jitter that only lengthens them, so rounding *up* sent the default
+//! policy's first retry (1–1.2 s) to the next tier, ten times longer; rounding to the
+//! nearest keeps "comes back after about `after`". The default tiers (`1s, 2s, 5s, 10s,
+//! 30s, 1m, 5m, 10m`) follow the default retry policy's doubling backoff and the dedup
+//! and idempotency layers' in-flight waits (1 s, 5 s). Because all messages
 //! in a tier queue have the same TTL, they expire in order and a long delay never holds
 //! up a short one (per-message TTLs in a shared queue would: they expire only at the
 //! head). No plugin is needed.
@@ -108,15 +114,30 @@ impl Topology {
 
     /// The tier a `Retry { after }` goes to: the smallest ≥ `after`, else the largest.
     pub fn tier_for(&self, after: Duration) -> (Duration, &str) {
-        let (d, n) = self
-            .tiers
-            .iter()
-            .find(|(d, _)| *d >= after)
-            .or_else(|| self.tiers.last())
+        // Distance on a log scale; tiers are sorted and non-zero (validated), so the
+        // first tier at least as long as `after` and the one before it are the
+        // candidates.
+        let distance = |tier: Duration| {
+            let (t, a) = (tier.as_secs_f64(), after.as_secs_f64().max(1e-9));
+            (t / a).ln().abs()
+        };
+        let at_least = self.tiers.iter().position(|(d, _)| *d >= after);
+        let chosen = match at_least {
+            None => self.tiers.last(),
+            Some(0) => self.tiers.first(),
+            Some(i) => {
+                let (shorter, longer) = (&self.tiers[i - 1], &self.tiers[i]);
+                if distance(shorter.0) < distance(longer.0) {
+                    Some(shorter)
+                } else {
+                    Some(longer)
+                }
+            }
+        };
+        chosen
             .map(|(d, n)| (*d, n.as_str()))
             // `RabbitConfig` validation guarantees at least one tier.
-            .unwrap_or((Duration::ZERO, self.queue.as_str()));
-        (d, n)
+            .unwrap_or((Duration::ZERO, self.queue.as_str()))
     }
 
     /// The queue type of every queue.
@@ -323,7 +344,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_goes_to_the_smallest_tier_at_least_as_long() {
+    fn retry_goes_to_the_nearest_tier_on_a_log_scale() {
         let config = RabbitConfig::from_url(
             "amqp://localhost/?queue=orders&retry_tiers=100ms,1s,10s,60s,10m",
         )
@@ -334,9 +355,40 @@ mod tests {
             t.tier_for(Duration::from_millis(100)).1,
             "orders.retry.100ms"
         );
-        assert_eq!(t.tier_for(Duration::from_millis(101)).1, "orders.retry.1s");
-        assert_eq!(t.tier_for(Duration::from_secs(11)).1, "orders.retry.1m");
+        assert_eq!(
+            t.tier_for(Duration::from_millis(300)).1,
+            "orders.retry.100ms"
+        );
+        assert_eq!(t.tier_for(Duration::from_millis(400)).1, "orders.retry.1s");
+        assert_eq!(t.tier_for(Duration::from_secs(11)).1, "orders.retry.10s");
+        assert_eq!(t.tier_for(Duration::from_secs(30)).1, "orders.retry.1m");
         assert_eq!(t.tier_for(Duration::from_secs(3600)).1, "orders.retry.10m");
         assert_eq!(t.dead_letter_queue(), "orders.dlq");
+    }
+
+    #[test]
+    fn the_default_tiers_fit_the_default_backoff() {
+        // The default retry policy waits 1, 2, 4, 8 s plus up to 20 % jitter; the dedup
+        // and idempotency layers wait 1 s and 5 s for a copy in flight.
+        let config = RabbitConfig::from_url("amqp://localhost/?queue=orders").unwrap();
+        let t = Topology::new(&config).unwrap();
+        let tier = |ms: u64| t.tier_for(Duration::from_millis(ms)).0;
+        for (after, tier_ms) in [
+            (1_000, 1_000),
+            (1_200, 1_000),
+            (2_000, 2_000),
+            (2_400, 2_000),
+            (4_000, 5_000),
+            (4_800, 5_000),
+            (5_000, 5_000),
+            (8_000, 10_000),
+            (9_600, 10_000),
+        ] {
+            assert_eq!(
+                tier(after),
+                Duration::from_millis(tier_ms),
+                "after {after} ms"
+            );
+        }
     }
 }

@@ -58,7 +58,7 @@ fn defaults_are_the_local_broker_with_a_quorum_queue() {
     assert_eq!(c.username(), "guest");
     assert_eq!(c.queue_type(), QueueType::Quorum);
     assert_eq!(c.prefetch(), RabbitConfig::DEFAULT_PREFETCH);
-    assert_eq!(c.retry_tiers().len(), 4);
+    assert_eq!(c.retry_tiers().len(), 8);
     assert!(c.declare());
     assert_eq!(RabbitConfig::from_url("amqp://h/%2f").unwrap().vhost(), "/");
 }
