@@ -50,25 +50,13 @@ async fn a_refused_dead_letter_is_retried_until_it_lands() {
             ends.clone(),
         );
         async move {
-            mock::eventually(
-                "the dead letter landed and every partition committed",
-                || {
-                    let (bootstrap, dlq, topic, group, ends) = (
-                        bootstrap.clone(),
-                        dlq.clone(),
-                        topic.clone(),
-                        group.clone(),
-                        ends.clone(),
-                    );
-                    async move {
-                        let landed = mock::end_offsets(&bootstrap, &dlq)
-                            .await
-                            .values()
-                            .sum::<i64>();
-                        landed == 1
-                            && mock::committed_to_end(&bootstrap, &group, &topic, &ends).await
-                    }
-                },
+            mock::dead_letter_landed_and_committed(
+                std::time::Duration::from_secs(20),
+                &bootstrap,
+                &dlq,
+                &group,
+                &topic,
+                &ends,
             )
             .await;
         }

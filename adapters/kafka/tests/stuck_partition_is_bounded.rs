@@ -147,25 +147,13 @@ async fn a_stuck_partition_holds_a_bounded_window() {
 
     // The broker accepts the copy now: it lands, the partition resumes and commits move.
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
-    mock::eventually_within(
+    mock::dead_letter_landed_and_committed(
         Duration::from_secs(60),
-        "the dead letter landed and every partition committed",
-        || {
-            let (bootstrap, dlq, topic, group, ends) = (
-                bootstrap.clone(),
-                dlq.clone(),
-                topic.clone(),
-                group.clone(),
-                ends.clone(),
-            );
-            async move {
-                let landed = mock::end_offsets(&bootstrap, &dlq)
-                    .await
-                    .values()
-                    .sum::<i64>();
-                landed == 1 && mock::committed_to_end(&bootstrap, &group, &topic, &ends).await
-            }
-        },
+        &bootstrap,
+        &dlq,
+        &group,
+        &topic,
+        &ends,
     )
     .await;
     let _ = done_tx.send(());

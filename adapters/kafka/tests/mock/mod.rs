@@ -213,6 +213,27 @@ pub async fn committed_to_end(
         .all(|(p, end)| *end == 0 || committed.get(p).copied().flatten() == Some(*end))
 }
 
+/// Waits (up to `limit`) until exactly one record landed on `dlq` and `group` has
+/// committed every non-empty partition of `topic` to its end in `ends`.
+pub async fn dead_letter_landed_and_committed(
+    limit: Duration,
+    bootstrap: &str,
+    dlq: &str,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+) {
+    eventually_within(
+        limit,
+        "the dead letter landed and every partition committed",
+        || async {
+            let landed = end_offsets(bootstrap, dlq).await.values().sum::<i64>();
+            landed == 1 && committed_to_end(bootstrap, group, topic, ends).await
+        },
+    )
+    .await;
+}
+
 /// The end (high watermark) of every partition of `topic`.
 pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
