@@ -38,11 +38,14 @@ async fn stops_once_idle_and_not_before_in_flight_work_ends() {
         }
     };
     let started = tokio::time::Instant::now();
-    let summary = Consumer::new("batch-job", subscriber, handler.into_service())
+    let run = Consumer::new("batch-job", subscriber, handler.into_service())
         .stop_when_idle(Duration::from_secs(5))
         // Never requested: only idleness ends this run.
-        .run(std::future::pending())
+        .run(std::future::pending());
+    // Virtual time: a consumer that never stops fails here instead of hanging the suite.
+    let summary = tokio::time::timeout(Duration::from_secs(3600), run)
         .await
+        .expect("the consumer stopped once idle")
         .unwrap();
     assert_eq!(summary.acked, 3, "{summary:?}");
     assert_eq!(script.settlements.len(), 3);

@@ -414,14 +414,7 @@ fn queue(
 fn pause_partition(consumer: &GroupConsumer, topic: &str, partition: i32, pause: bool) {
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let result = if pause {
-        consumer.pause(&tpl)
-    } else {
-        consumer.resume(&tpl)
-    };
-    if let Err(e) = result {
-        tracing::warn!(topic, partition, pause, error = %e, "pausing or resuming a partition failed");
-    }
+    pause_or_resume(consumer, &tpl, pause);
 }
 
 /// Resumes the partitions paused for their uncommitted window whose window is half
@@ -458,17 +451,24 @@ fn set_paused(consumer: &GroupConsumer, pause: bool, which: impl Fn(&str, i32) -
             selected.add_partition(elem.topic(), elem.partition());
         }
     }
-    if selected.count() == 0 {
-        return;
+    if selected.count() > 0 {
+        pause_or_resume(consumer, &selected, pause);
     }
+}
+
+/// Pauses or resumes the partitions in `tpl`; a failure is logged (flow control goes on
+/// with the next pause or resume).
+fn pause_or_resume(consumer: &GroupConsumer, tpl: &rdkafka::TopicPartitionList, pause: bool) {
     let result = if pause {
-        consumer.pause(&selected)
+        consumer.pause(tpl)
     } else {
-        consumer.resume(&selected)
+        consumer.resume(tpl)
     };
     match result {
-        Ok(()) => tracing::debug!(pause, partitions = selected.count(), "flow control"),
-        Err(e) => tracing::warn!(pause, error = %e, "pausing or resuming partitions failed"),
+        Ok(()) => tracing::debug!(pause, partitions = tpl.count(), "flow control"),
+        Err(e) => {
+            tracing::warn!(pause, partitions = ?tpl, error = %e, "pausing or resuming partitions failed")
+        }
     }
 }
 
@@ -545,19 +545,20 @@ impl KafkaSubscriber {
     /// A record leaves the queue (handed out or discarded); wakes the driver once the
     /// queue is down to half.
     fn dequeued(&self) {
-        let left = self.flow.buffered.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left <= self.flow.capacity / 2 && self.flow.waiting.swap(false, Ordering::AcqRel) {
-            self.flow.space.notify_one();
-        }
+        let flow = &*self.flow;
+        release_one(&flow.buffered, flow.capacity, &flow.waiting, &flow.space);
     }
 
     /// A held retry copy leaves the held set; wakes the driver once half its budget is
     /// free.
     fn unheld(&self) {
-        let left = self.flow.held.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left <= self.flow.capacity / 2 && self.flow.held_waiting.swap(false, Ordering::AcqRel) {
-            self.flow.held_space.notify_one();
-        }
+        let flow = &*self.flow;
+        release_one(
+            &flow.held,
+            flow.capacity,
+            &flow.held_waiting,
+            &flow.held_space,
+        );
     }
 
     fn deliver(
@@ -636,6 +637,15 @@ impl Stream for KafkaSubscriber {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// Counts one record out of `count` and wakes the driver, if it is `waiting`, once the
+/// count is down to half of `capacity` (the queue and the held retry copies alike).
+fn release_one(count: &AtomicUsize, capacity: usize, waiting: &AtomicBool, wake: &Notify) {
+    let left = count.fetch_sub(1, Ordering::AcqRel) - 1;
+    if left <= capacity / 2 && waiting.swap(false, Ordering::AcqRel) {
+        wake.notify_one();
     }
 }
 

@@ -17,22 +17,51 @@ use tokio::time::Instant;
 use wharf::{Consumer, Handler as _, HandlerError, Message};
 use wharf_kafka::{KafkaClient, RetryMode};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
-    const AFTER: Duration = Duration::from_millis(500);
-    let topic = mock::unique("retry-topic");
+/// What each test starts from: a cluster with `<topic>` and `<topic>.retry`, a client
+/// in `RetryMode::Topic` (with `buffer` if given) and a member assigned both topics.
+struct RetrySetup {
+    topic: String,
+    group: String,
+    cluster: &'static mock::Cluster,
+    kafka: KafkaClient,
+    subscriber: wharf_kafka::KafkaSubscriber,
+}
+
+async fn retry_setup(prefix: &str, buffer: Option<usize>) -> RetrySetup {
+    let topic = mock::unique(prefix);
     let group = mock::unique("group");
     let cluster = mock::cluster(1, &topic);
     cluster
         .create_topic(&format!("{topic}.retry"), mock::PARTITIONS, 1)
         .unwrap();
-    let kafka =
-        KafkaClient::new(mock::config(cluster, &topic, &group).retry_mode(RetryMode::Topic))
-            .unwrap();
+    let mut config = mock::config(cluster, &topic, &group).retry_mode(RetryMode::Topic);
+    if let Some(buffer) = buffer {
+        config = config.buffer(buffer);
+    }
+    let kafka = KafkaClient::new(config).unwrap();
     let subscriber = kafka.subscriber().await.unwrap();
+    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
+    RetrySetup {
+        topic,
+        group,
+        cluster,
+        kafka,
+        subscriber,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
+    const AFTER: Duration = Duration::from_millis(500);
+    let RetrySetup {
+        topic,
+        group,
+        cluster,
+        kafka,
+        subscriber,
+    } = retry_setup("retry-topic", None).await;
     assert!(wharf::Subscriber::capabilities(&subscriber).native_delay);
     assert!(!wharf::Subscriber::capabilities(&subscriber).retry_in_lane);
-    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
 
     // (id, attempt, source, when)
     type Log = Arc<Mutex<Vec<(String, u32, String, Instant)>>>;
@@ -139,18 +168,14 @@ async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
 async fn extreme_attempt_and_delay_saturate() {
     use wharf::{Acker as _, Outcome};
 
-    let topic = mock::unique("retry-extreme");
-    let group = mock::unique("group");
-    let cluster = mock::cluster(1, &topic);
+    let RetrySetup {
+        topic,
+        cluster,
+        kafka,
+        mut subscriber,
+        ..
+    } = retry_setup("retry-extreme", None).await;
     let retry_topic = format!("{topic}.retry");
-    cluster
-        .create_topic(&retry_topic, mock::PARTITIONS, 1)
-        .unwrap();
-    let kafka =
-        KafkaClient::new(mock::config(cluster, &topic, &group).retry_mode(RetryMode::Topic))
-            .unwrap();
-    let mut subscriber = kafka.subscriber().await.unwrap();
-    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
     let first = mock::keyed("m1", "k").with_header(wharf::headers::names::ATTEMPT, "4294967295");
     mock::publish_all(&kafka.publisher(), &topic, vec![first]).await;
 
@@ -200,20 +225,12 @@ async fn held_retries_do_not_stop_the_main_topic() {
     const AFTER: Duration = Duration::from_secs(3);
     const FAILING: usize = 20;
     const FRESH: usize = 20;
-    let topic = mock::unique("retry-held");
-    let group = mock::unique("group");
-    let cluster = mock::cluster(1, &topic);
-    cluster
-        .create_topic(&format!("{topic}.retry"), mock::PARTITIONS, 1)
-        .unwrap();
-    let kafka = KafkaClient::new(
-        mock::config(cluster, &topic, &group)
-            .retry_mode(RetryMode::Topic)
-            .buffer(4),
-    )
-    .unwrap();
-    let subscriber = kafka.subscriber().await.unwrap();
-    mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
+    let RetrySetup {
+        topic,
+        kafka,
+        subscriber,
+        ..
+    } = retry_setup("retry-held", Some(4)).await;
 
     // (id, attempt)
     type Log = Arc<Mutex<Vec<(String, u32)>>>;

@@ -277,6 +277,10 @@ where
     /// With `stop_when_idle`: whether a check is due and found nothing received since the
     /// last one and nothing in flight; re-arms the check otherwise.
     fn idle_now(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.idle.is_none() {
+            return false;
+        }
+        let (received, outstanding) = (self.summary.received, self.outstanding());
         let (Some(every), Some((timer, seen))) = (self.limits.stop_when_idle, &mut self.idle)
         else {
             return false;
@@ -284,9 +288,6 @@ where
         if timer.as_mut().poll(cx).is_pending() {
             return false;
         }
-        let received = self.summary.received;
-        let outstanding =
-            self.entries.len() + self.settling.len() + self.runnable.len() + self.lanes.waiting();
         if received == *seen && outstanding == 0 {
             tracing::info!(idle = ?every, "nothing received for the idle time; stopping");
             return true;
