@@ -292,6 +292,9 @@ async fn drive(shared: Arc<AckerShared>, flow: Arc<Flow>, tx: mpsc::UnboundedSen
                     set_paused(consumer, false, |topic, partition| {
                         flow.is_retry_topic(topic) && !window_paused(&shared, topic, partition)
                     });
+                    // A retry partition whose window was released while the held copies
+                    // kept it paused: its release notification is spent.
+                    resume_released_windows(&shared, |_| false);
                 }
             }
             () = shared.window_released.notified(), if !paused => {
