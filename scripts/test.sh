@@ -63,16 +63,21 @@ cargo package --workspace --allow-dirty -q
 
 # ---- examples -----------------------------------------------------------------------
 # Every example runs; examples that need a broker are listed in scripts/examples.txt
-# with the broker they need.
+# with the broker they need, and a `WHARF_URL` when the example takes one.
 step "examples"
-while read -r example needs; do
+while read -r example needs url; do
   [[ -z "$example" || "$example" == \#* ]] && continue
   if [[ -n "${needs:-}" && "${WHARF_SKIP_BROKERS:-0}" == "1" ]]; then
     echo "skipping $example (needs $needs; WHARF_SKIP_BROKERS=1)"
     continue
   fi
-  step "cargo run --example $example"
-  timeout 300 cargo run -q --example "$example"
+  if [[ -n "${url:-}" ]]; then
+    step "WHARF_URL=${url%%\?*} cargo run --example $example"
+    WHARF_URL="$url" timeout 300 cargo run -q --example "$example" </dev/null
+  else
+    step "cargo run --example $example"
+    timeout 300 cargo run -q --example "$example" </dev/null
+  fi
 done < scripts/examples.txt
 
 step "all checks passed"

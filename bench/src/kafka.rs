@@ -50,7 +50,9 @@ fn config(topic: &str, group: &str) -> KafkaConfig {
 /// Creates a fresh 3-partition topic and stores `messages` records in it; record `i`
 /// has key `k<i % keys>` and, in its payload's first bytes, its number within its key.
 async fn backlog(topic: &str, messages: usize, size: usize, keys: usize) -> KafkaClient {
-    let kafka = KafkaClient::new(config(topic, "unused")).unwrap_or_else(|e| fail("the config", e));
+    let kafka = KafkaClient::connect(config(topic, "unused"))
+        .await
+        .unwrap_or_else(|e| fail("the config", e));
     kafka
         .create_topic(topic, 3)
         .await
@@ -158,10 +160,12 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
             elapsed
         }
         Variant::Bare | Variant::Recommended => {
-            let client = KafkaClient::new(config(&topic, "bench").buffer(settings.in_flight * 4))
-                .unwrap_or_else(|e| fail("the config", e));
+            let client =
+                KafkaClient::connect(config(&topic, "bench").buffer(settings.in_flight * 4))
+                    .await
+                    .unwrap_or_else(|e| fail("the config", e));
             let subscriber = client
-                .subscriber()
+                .configured_subscriber()
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));
             crate::drain::with_wharf(
@@ -258,9 +262,11 @@ async fn partition_serial(topic: &str, messages: usize) -> (Duration, OrderCheck
 
 /// wharf: the same 1 ms handler behind per-key lanes.
 async fn key_lanes(topic: &str, messages: usize, in_flight: usize) -> (Duration, OrderCheck) {
-    let client = KafkaClient::new(config(topic, "lanes")).unwrap_or_else(|e| fail("the config", e));
+    let client = KafkaClient::connect(config(topic, "lanes"))
+        .await
+        .unwrap_or_else(|e| fail("the config", e));
     let subscriber = client
-        .subscriber()
+        .configured_subscriber()
         .await
         .unwrap_or_else(|e| fail("subscribing", e));
     let check = Arc::new(Mutex::new(OrderCheck::default()));

@@ -274,7 +274,7 @@ impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
     }
 }
 
-/// wharf's own errors: configuration, connection, subscription and settlement.
+/// wharf's own errors: configuration, connection, subscription, settlement and publishing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -298,6 +298,15 @@ pub enum Error {
     /// The service stack failed outside a message (its `poll_ready` returned an error).
     #[error("the service stack failed: {0}")]
     Service(#[source] BoxError),
+    /// A publish was not confirmed (the error hands the message back).
+    #[error(transparent)]
+    Publish(#[from] Box<PublishError>),
+}
+
+impl From<PublishError> for Error {
+    fn from(e: PublishError) -> Self {
+        Error::Publish(Box::new(e))
+    }
 }
 
 impl Error {

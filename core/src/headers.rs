@@ -36,6 +36,9 @@ pub mod names {
     /// was cut, `error` (the `wharf-dlq-error` text) and/or `headers=<n>` (that many of
     /// the original's own headers, largest first). See [`fit`](crate::dead_letter::fit).
     pub const DLQ_TRIMMED: &str = "wharf-dlq-trimmed";
+    /// On a Kafka dead-letter topic: a marker record saying the dead letter with this id
+    /// was removed (Kafka cannot delete one record); readers skip both.
+    pub const DLQ_REMOVED: &str = "wharf-dlq-removed";
 }
 
 /// An ordered list of header name/value pairs.

@@ -117,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .group("order-service")
         // A short session timeout: a member that dies is replaced within seconds.
         .session_timeout(Duration::from_secs(6));
-    let kafka = KafkaClient::new(config)?;
+    let kafka = KafkaClient::connect(config).await?;
     kafka.create_topic(&topic, 3).await?;
     kafka.create_topic(&format!("{topic}.dlq"), 1).await?;
 
@@ -154,7 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(10))
         .service(handler.clone().into_service());
 
-    let subscriber = kafka.subscriber().await?;
+    let subscriber = kafka.configured_subscriber().await?;
     let done = {
         let seen = handler.seen.clone();
         async move {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use wharf::adapter::DeadLetterReader;
 use wharf::headers::names;
 use wharf::{Consumer, Handler, HandlerError, Json, Message, Publisher};
 use wharf_middleware::retry::RetryPolicy;
@@ -135,7 +136,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while tokio::time::Instant::now() < deadline {
                 let ok = accepted.lock().unwrap_or_else(|e| e.into_inner()).len();
                 let dead = nats
-                    .dead_letters(&source)
+                    .dead_letters()
+                    .list(&source.dead_letter_subject, 100)
                     .await
                     .map(|d| d.len())
                     .unwrap_or(0);
@@ -153,7 +155,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let accepted = accepted.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let dead = nats.dead_letters(&source).await?;
+    let dead = nats
+        .dead_letters()
+        .list(&source.dead_letter_subject, 100)
+        .await?;
     for (id, _) in orders {
         if let Some(attempt) = accepted.get(id) {
             println!("{id}: accepted on delivery {attempt}");

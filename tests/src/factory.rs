@@ -3,27 +3,34 @@
 use std::future::Future;
 use std::time::Duration;
 
+use wharf::adapter::{Client, DeadLetterReader};
+use wharf::headers::names;
 use wharf::{Capabilities, Error, Message, Publisher, Subscriber};
 
-/// Creates an adapter's subscribers and publishers, and declares its topology, for the
-/// conformance suite.
+/// How the suite reaches an adapter's broker: its [`Client`], plus what no client
+/// offers (restarting the broker, waiting for a group to settle, the broker's limits).
 ///
 /// Each adapter implements it once in its own tests and hands it to
 /// [`conformance_tests!`](crate::conformance_tests). The suite calls it with a fresh,
 /// unique topic and fresh, unique group names per test, so an implementation needs no
 /// cleanup between tests and tests may run in parallel against one broker.
 ///
-/// A *topic* is what publishers send to and subscribers read from (a RabbitMQ exchange
-/// with a queue per group, a Kafka topic, a NATS subject or JetStream stream); a *group*
-/// is a consumer group (a queue, a Kafka group id, a durable consumer).
+/// Everything the suite does to messages goes through the adapter's [`Client`]
+/// surface: [`prepare`](Self::prepare) is [`Client::declare`],
+/// [`subscribe`](Self::subscribe) is [`Client::subscriber`], [`publisher`](Self::publisher)
+/// is [`Client::publisher`] and [`dead_letters`](Self::dead_letters) reads through
+/// [`Client::dead_letters`]. So the suite checks that surface on every adapter; a
+/// factory overrides one of them only to change a setting the test needs, and says why.
+///
+/// A *topic* is a [`Client`] source (a RabbitMQ exchange with a queue per group, a Kafka
+/// topic, a NATS subject or JetStream stream); a *group* is a consumer group.
 ///
 /// # Example
 ///
 /// The in-memory adapter's factory, as in this crate's `tests/memory.rs`:
 ///
 /// ```
-/// use wharf::Capabilities;
-/// use wharf_conformance::{AdapterFactory, DeadLetterRecord};
+/// use wharf_conformance::AdapterFactory;
 /// use wharf_memory::{MemoryBroker, MemorySubscriber};
 ///
 /// struct MemoryFactory {
@@ -31,6 +38,7 @@ use wharf::{Capabilities, Error, Message, Publisher, Subscriber};
 /// }
 ///
 /// impl AdapterFactory for MemoryFactory {
+///     type Client = MemoryBroker;
 ///     type Subscriber = MemorySubscriber;
 ///     type Publisher = MemoryBroker;
 ///
@@ -38,91 +46,87 @@ use wharf::{Capabilities, Error, Message, Publisher, Subscriber};
 ///         "memory"
 ///     }
 ///
-///     fn capabilities(&self) -> Capabilities {
-///         self.broker.capabilities()
-///     }
-///
-///     async fn prepare(&self, topic: &str, groups: &[&str]) -> Result<(), wharf::Error> {
-///         for group in groups {
-///             self.broker.declare_group(topic, group);
-///         }
-///         Ok(())
-///     }
-///
-///     async fn publisher(&self) -> Result<MemoryBroker, wharf::Error> {
-///         Ok(self.broker.clone())
-///     }
-///
-///     async fn subscribe(&self, topic: &str, group: &str) -> Result<MemorySubscriber, wharf::Error> {
-///         Ok(self.broker.subscribe(topic, group))
-///     }
-///
-///     async fn dead_letters(
-///         &self,
-///         topic: &str,
-///         group: &str,
-///     ) -> Result<Vec<DeadLetterRecord>, wharf::Error> {
-///         Ok(self
-///             .broker
-///             .native_dead_letters(topic, group)
-///             .into_iter()
-///             .map(|d| DeadLetterRecord::new(d.message, Some(d.failure.reason().to_string())))
-///             .collect())
+///     fn client(&self) -> &MemoryBroker {
+///         &self.broker
 ///     }
 /// }
 /// ```
 pub trait AdapterFactory: Send + Sync + 'static {
-    /// The adapter's subscriber.
+    /// The adapter's client.
+    type Client: Client<Subscriber = Self::Subscriber, Publisher = Self::Publisher>;
+    /// The adapter's subscriber (the client's).
     type Subscriber: Subscriber;
-    /// The adapter's publisher.
+    /// The adapter's publisher (the client's).
     type Publisher: Publisher;
 
     /// A short name for the adapter (`memory`, `rabbitmq`, ...), used in messages.
     fn name(&self) -> &str;
 
+    /// The client every test goes through.
+    fn client(&self) -> &Self::Client;
+
     /// What the broker promises, exactly as the adapter's subscribers report it. Tests of
     /// behaviour that is not promised are skipped; everything promised is checked.
-    fn capabilities(&self) -> Capabilities;
+    fn capabilities(&self) -> Capabilities {
+        self.client().capabilities()
+    }
 
-    /// Declares the topology for `topic` and each of `groups` (exchanges, queues and
-    /// bindings; a topic with enough partitions for three competing members; streams and
-    /// durable consumers), so that messages published from now on are kept for every
-    /// group even before it subscribes.
+    /// Declares `topic` and each of `groups` ([`Client::declare`]), so that messages
+    /// published from now on are kept for every group even before it subscribes.
     ///
     /// Called once per test, before anything is published or subscribed.
     fn prepare(
         &self,
         topic: &str,
         groups: &[&str],
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        async move { self.client().declare(topic, groups).await }
+    }
 
-    /// A publisher, connected and ready. Tests that publish from several tasks ask for
-    /// several.
-    fn publisher(&self) -> impl Future<Output = Result<Self::Publisher, Error>> + Send;
+    /// A publisher, connected and ready ([`Client::publisher`]). Tests that publish
+    /// from several tasks ask for several.
+    fn publisher(&self) -> impl Future<Output = Result<Self::Publisher, Error>> + Send {
+        async move { Ok(self.client().publisher()) }
+    }
 
-    /// The destination to hand [`Publisher::publish`] for messages to `topic`. The
-    /// default is the topic name itself.
+    /// The destination to hand [`Publisher::publish`] for messages to `topic`: the topic
+    /// itself, as on every [`Client`].
     fn destination(&self, topic: &str) -> String {
         topic.to_owned()
     }
 
-    /// Joins consumer group `group` on `topic`.
+    /// Joins consumer group `group` on `topic` ([`Client::subscriber`]).
     fn subscribe(
         &self,
         topic: &str,
         group: &str,
-    ) -> impl Future<Output = Result<Self::Subscriber, Error>> + Send;
+    ) -> impl Future<Output = Result<Self::Subscriber, Error>> + Send {
+        async move { self.client().subscriber(topic, group).await }
+    }
 
-    /// The messages `group` dead-lettered through the broker's native dead-letter path
-    /// (a `DeadLetter` settlement with no dead-letter layer in the stack), oldest first.
+    /// The messages `group` dead-lettered on `topic`, oldest first, as the client's
+    /// [`DeadLetterReader`] lists them at its destination for `topic` and `group`.
     ///
-    /// Only called when [`Capabilities::native_dead_letter`] is promised; adapters
-    /// without a native path may return an empty list.
+    /// Only called when [`Capabilities::native_dead_letter`] is promised.
     fn dead_letters(
         &self,
         topic: &str,
         group: &str,
-    ) -> impl Future<Output = Result<Vec<DeadLetterRecord>, Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<DeadLetterRecord>, Error>> + Send {
+        async move {
+            let reader = self.client().dead_letters();
+            let destination = reader.destination(topic, group);
+            Ok(reader
+                .list(&destination, 100_000)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let reason = m.headers().get_str(names::DLQ_REASON).map(str::to_owned);
+                    DeadLetterRecord::new(m, reason)
+                })
+                .collect())
+        }
+    }
 
     /// Restarts the broker and returns once it accepts connections again, or returns
     /// `Ok(false)` when this factory cannot restart it (the default). Used to check that

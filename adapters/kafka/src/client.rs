@@ -12,10 +12,12 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message as _};
-use wharf::Error;
+use wharf::adapter::Client;
+use wharf::{Capabilities, Error};
 
 use crate::acker::AckerShared;
 use crate::config::{validate_topic, KafkaConfig, RetryMode};
+use crate::dead_letters::KafkaDeadLetters;
 use crate::error;
 use crate::message::from_record;
 use crate::offsets::Assignment;
@@ -27,13 +29,17 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long start-up checks (metadata, topic creation) wait for the broker.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A Kafka client: configuration plus a shared idempotent producer.
+/// A Kafka client: configuration plus a shared idempotent producer, with the same
+/// surface as every other adapter's client ([`Client`]).
+///
+/// A *source* is a topic and a *group* a consumer group; dead letters of topic `t` go to
+/// `t.dlq` (for every group; the `wharf-dlq-consumer` header tells them apart).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), wharf::Error> {
-/// let kafka = wharf_kafka::KafkaClient::from_url("kafka://127.0.0.1:9092/orders?group=billing")?;
-/// kafka.create_topic("orders", 3).await?;
-/// let subscriber = kafka.subscriber().await?;
+/// let kafka = wharf_kafka::KafkaClient::connect("kafka://127.0.0.1:9092?partitions=3".parse()?).await?;
+/// kafka.declare("orders", &["billing"]).await?; // topics `orders` and `orders.dlq`
+/// let subscriber = kafka.subscriber("orders", "billing").await?;
 /// let publisher = kafka.publisher();
 /// # Ok(()) }
 /// ```
@@ -53,9 +59,10 @@ impl std::fmt::Debug for KafkaClient {
 
 impl KafkaClient {
     /// Validates `config` and creates the producer. Nothing connects yet (librdkafka
-    /// connects in the background); [`subscriber`](Self::subscriber) checks the brokers
-    /// and topics.
-    pub fn new(config: KafkaConfig) -> Result<Self, Error> {
+    /// connects in the background); [`subscriber`](Self::subscriber) and
+    /// [`declare`](Self::declare) check the brokers and topics, and say why when they
+    /// cannot reach them.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, Error> {
         config.validate()?;
         let producer: FutureProducer = config
             .producer_config()
@@ -65,11 +72,6 @@ impl KafkaClient {
             config: Arc::new(config),
             producer,
         })
-    }
-
-    /// Parses a URL (see [`config`](crate::config)) and creates the client.
-    pub fn from_url(url: &str) -> Result<Self, Error> {
-        KafkaClient::new(url.parse()?)
     }
 
     /// The configuration.
@@ -86,8 +88,40 @@ impl KafkaClient {
         )
     }
 
-    /// Joins the configured group on the configured topics.
-    pub async fn subscriber(&self) -> Result<KafkaSubscriber, Error> {
+    /// Joins consumer group `group` on topic `source` (see [`subscribe`](Self::subscribe)).
+    pub async fn subscriber(&self, source: &str, group: &str) -> Result<KafkaSubscriber, Error> {
+        self.subscribe(&[source], group).await
+    }
+
+    /// Creates topic `source` (with the configuration's [`partitions`](KafkaConfig::partitions))
+    /// and its dead-letter topic (and, with [`RetryMode::Topic`], its retry topic) with
+    /// as many partitions, each unless it exists. A group needs nothing declared: one
+    /// without a committed offset starts at `offset_reset` (default `earliest`), so it
+    /// gets every message retained.
+    pub async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
+        let _ = groups;
+        let partitions = self.config.partition_count();
+        self.create_topic(source, partitions).await?;
+        let mut derived = vec![self.config.dead_letter_topic_for(source)];
+        if self.config.retry() == RetryMode::Topic {
+            derived.push(self.config.retry_topic_for(source));
+        }
+        for topic in derived {
+            self.create_topic(&topic, partitions).await?;
+        }
+        Ok(())
+    }
+
+    /// The reader of the dead-letter topics.
+    pub fn dead_letters(&self) -> KafkaDeadLetters {
+        KafkaDeadLetters {
+            client: self.clone(),
+        }
+    }
+
+    /// Joins the group on the topics the configuration names (the URL's path and
+    /// `group`).
+    pub async fn configured_subscriber(&self) -> Result<KafkaSubscriber, Error> {
         let group = self
             .config
             .group_id()
@@ -457,4 +491,30 @@ fn read_all(
         }
     }
     Ok(out)
+}
+
+impl Client for KafkaClient {
+    type Subscriber = KafkaSubscriber;
+    type Publisher = KafkaPublisher;
+    type DeadLetters = KafkaDeadLetters;
+
+    fn capabilities(&self) -> Capabilities {
+        crate::subscriber::capabilities(self.config.retry())
+    }
+
+    async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
+        KafkaClient::declare(self, source, groups).await
+    }
+
+    async fn subscriber(&self, source: &str, group: &str) -> Result<KafkaSubscriber, Error> {
+        KafkaClient::subscriber(self, source, group).await
+    }
+
+    fn publisher(&self) -> KafkaPublisher {
+        KafkaClient::publisher(self)
+    }
+
+    fn dead_letters(&self) -> KafkaDeadLetters {
+        KafkaClient::dead_letters(self)
+    }
 }

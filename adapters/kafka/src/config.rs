@@ -21,6 +21,7 @@
 //! | `session_timeout` | librdkafka's (45 s) | group session timeout ([humantime]; `classic` only: with `consumer` the broker's `group.consumer.session.timeout.ms` applies) |
 //! | `commit_interval` | `1s` | how often stored watermarks are committed |
 //! | `buffer` | `1024` | messages fetched ahead of the handlers before partitions are paused |
+//! | `partitions` | `1` | partitions of the topics [`KafkaClient::declare`](crate::KafkaClient::declare) creates (a group has at most this many members at work) |
 //! | `max_uncommitted` | `10000` | offsets one partition may run ahead of its committable watermark (waiting behind an unsettled one) before that partition alone is paused |
 //! | `create_topics` | `true` | create missing dead-letter and retry topics at start-up (with the source topic's partition count and the broker's default replication); `false`: a missing one is a start-up error |
 //! | `retry` | `lane` | `lane` (retry inside the key's lane, order kept) or `topic` (republish to the retry topic) |
@@ -231,6 +232,7 @@ pub struct KafkaConfig {
     commit_interval: Duration,
     buffer: usize,
     max_uncommitted: usize,
+    partitions: i32,
     create_topics: bool,
     retry: RetryMode,
     retry_topic: Option<String>,
@@ -266,6 +268,7 @@ impl fmt::Debug for KafkaConfig {
             .field("commit_interval", &self.commit_interval)
             .field("buffer", &self.buffer)
             .field("max_uncommitted", &self.max_uncommitted)
+            .field("partitions", &self.partitions)
             .field("create_topics", &self.create_topics)
             .field("retry", &self.retry)
             .field("retry_topic", &self.retry_topic)
@@ -301,6 +304,7 @@ impl KafkaConfig {
             commit_interval: Duration::from_secs(1),
             buffer: 1024,
             max_uncommitted: 10_000,
+            partitions: 1,
             create_topics: true,
             retry: RetryMode::Lane,
             retry_topic: None,
@@ -404,6 +408,13 @@ impl KafkaConfig {
         self
     }
 
+    /// Partitions of the topics [`KafkaClient::declare`](crate::KafkaClient::declare)
+    /// creates (default 1): the most members of one group that get work.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
     /// Whether missing dead-letter and retry topics are created at start-up (default
     /// `true`, see the [module docs](self)).
     pub fn create_topics(mut self, create: bool) -> Self {
@@ -477,6 +488,11 @@ impl KafkaConfig {
     /// Offsets a partition may run ahead of its committable watermark before it is paused.
     pub fn max_uncommitted_offsets(&self) -> usize {
         self.max_uncommitted
+    }
+
+    /// Partitions of the topics `declare` creates.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions
     }
 
     /// Whether missing dead-letter and retry topics are created at start-up.
@@ -566,6 +582,9 @@ impl KafkaConfig {
                 "commit_interval",
                 "must be positive and at most a day",
             ));
+        }
+        if self.partitions < 1 {
+            return Err(Error::config("partitions", "must be at least 1"));
         }
         if self.max_uncommitted < 2 {
             return Err(Error::config("max_uncommitted", "must be at least 2"));
@@ -832,6 +851,11 @@ fn parse_url(input: &str) -> Result<KafkaConfig, Error> {
                     Error::config("buffer", format!("expected a number, got `{value}`"))
                 })?
             }
+            "partitions" => {
+                config.partitions = value.parse().map_err(|_| {
+                    Error::config("partitions", format!("expected a number, got `{value}`"))
+                })?
+            }
             "max_uncommitted" => {
                 config.max_uncommitted = value.parse().map_err(|_| {
                     Error::config(
@@ -1079,11 +1103,12 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
     }
 
-    #[test]
-    fn librdkafka_rejects_bad_pass_through_properties_at_start_up() {
-        let err = crate::KafkaClient::new(
+    #[tokio::test]
+    async fn librdkafka_rejects_bad_pass_through_properties_at_start_up() {
+        let err = crate::KafkaClient::connect(
             KafkaConfig::new("127.0.0.1:9092", ["t"]).option("no.such.property", "1"),
         )
+        .await
         .unwrap_err()
         .to_string();
         assert!(err.contains("no.such.property"), "{err}");

@@ -50,8 +50,8 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let kafka = KafkaClient::from_url("kafka://127.0.0.1:9092/orders?group=billing")?;
-//! let subscriber = kafka.subscriber().await?;
+//! let kafka = KafkaClient::connect("kafka://127.0.0.1:9092/orders?group=billing".parse()?).await?;
+//! let subscriber = kafka.configured_subscriber().await?;
 //! Consumer::new("billing", subscriber, handle.into_service())
 //!     .max_in_flight(256)
 //!     .run(wharf::shutdown::signal())
@@ -73,6 +73,7 @@ mod client;
 
 pub mod acker;
 pub mod config;
+mod dead_letters;
 pub mod error;
 pub mod message;
 pub mod offsets;
@@ -82,6 +83,7 @@ pub mod subscriber;
 pub use acker::KafkaAcker;
 pub use client::KafkaClient;
 pub use config::{GroupProtocol, KafkaConfig, OffsetReset, RetryMode, Sasl, SaslMechanism, Secret};
+pub use dead_letters::KafkaDeadLetters;
 pub use error::KafkaError;
 pub use publisher::KafkaPublisher;
 pub use subscriber::{AssignedPartitions, KafkaSubscriber};

@@ -45,9 +45,9 @@ async fn outage_mid_stream(
     let bootstrap = cluster.bootstrap_servers();
     // Reconnect attempts back off up to 10 s by default; 1 s keeps the test short.
     let config = mock::config(cluster, topic, group).option("reconnect.backoff.max.ms", "1000");
-    let kafka = KafkaClient::new(config).unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
 
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     mock::wait_assigned(&subscriber, 3).await;
 
     let handled: Arc<Mutex<BTreeSet<String>>> = Arc::default();

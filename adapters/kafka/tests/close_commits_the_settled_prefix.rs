@@ -26,7 +26,7 @@ async fn close_commits_the_settled_prefix() {
         ends,
     } = mock::published("close", MESSAGES).await;
 
-    let mut member = kafka.subscriber().await.unwrap();
+    let mut member = kafka.configured_subscriber().await.unwrap();
     let deliveries = mock::read(&mut member, MESSAGES).await;
     // Settle the first half of each partition, in order; keep the rest unsettled (so each
     // partition still has work in flight and its stores are left for later).

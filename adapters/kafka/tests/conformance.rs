@@ -1,8 +1,9 @@
 //! The conformance suite against Apache Kafka 4.x (`scripts/brokers.sh` starts one KRaft
 //! node on 127.0.0.1:9092), once per group protocol: classic and KIP-848 `consumer`.
 //!
-//! A topic is a Kafka topic with three partitions; a group is a consumer group; dead
-//! letters are read back from `<topic>.dlq`.
+//! Through `KafkaClient`: a topic is a Kafka topic with three partitions; a group is a
+//! consumer group; dead letters are read back from `<topic>.dlq`. This factory cannot
+//! restart the broker, so the suite's restart tests skip themselves.
 
 // Test helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used)]
@@ -11,10 +12,8 @@ mod common;
 
 use std::time::Duration;
 
-use wharf::headers::names;
-use wharf::Capabilities;
-use wharf_conformance::{conformance_tests, AdapterFactory, DeadLetterRecord};
-use wharf_kafka::{GroupProtocol, KafkaClient, KafkaPublisher, KafkaSubscriber, RetryMode};
+use wharf_conformance::{conformance_tests, AdapterFactory};
+use wharf_kafka::{GroupProtocol, KafkaClient, KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 struct KafkaFactory {
     kafka: KafkaClient,
@@ -23,24 +22,27 @@ struct KafkaFactory {
 
 impl KafkaFactory {
     /// The classic group protocol (librdkafka's eager default assignment).
-    fn classic() -> Self {
-        KafkaFactory {
-            kafka: KafkaClient::new(common::kafka_config()).unwrap(),
-            name: "kafka-classic",
-        }
+    async fn classic() -> Self {
+        Self::connect(common::kafka_config(), "kafka-classic").await
     }
 
     /// KIP-848: the broker assigns partitions, incrementally.
-    fn consumer_protocol() -> Self {
+    async fn consumer_protocol() -> Self {
         let config = common::kafka_config_without_session().group_protocol(GroupProtocol::Consumer);
+        Self::connect(config, "kafka-consumer-protocol").await
+    }
+
+    /// Topics get three partitions: the suite's groups have up to three members.
+    async fn connect(config: KafkaConfig, name: &'static str) -> Self {
         KafkaFactory {
-            kafka: KafkaClient::new(config).unwrap(),
-            name: "kafka-consumer-protocol",
+            kafka: KafkaClient::connect(config.partitions(3)).await.unwrap(),
+            name,
         }
     }
 }
 
 impl AdapterFactory for KafkaFactory {
+    type Client = KafkaClient;
     type Subscriber = KafkaSubscriber;
     type Publisher = KafkaPublisher;
 
@@ -48,41 +50,8 @@ impl AdapterFactory for KafkaFactory {
         self.name
     }
 
-    fn capabilities(&self) -> Capabilities {
-        // This factory cannot restart the broker, so the suite's restart tests skip
-        // themselves.
-        wharf_kafka::subscriber::capabilities(RetryMode::Lane)
-    }
-
-    async fn prepare(&self, topic: &str, _groups: &[&str]) -> Result<(), wharf::Error> {
-        self.kafka.create_topic(topic, 3).await?;
-        self.kafka.create_topic(&format!("{topic}.dlq"), 1).await
-    }
-
-    async fn publisher(&self) -> Result<KafkaPublisher, wharf::Error> {
-        Ok(self.kafka.publisher())
-    }
-
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<KafkaSubscriber, wharf::Error> {
-        self.kafka.subscribe(&[topic], group).await
-    }
-
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        _group: &str,
-    ) -> Result<Vec<DeadLetterRecord>, wharf::Error> {
-        let letters = self
-            .kafka
-            .read_topic(&format!("{topic}.dlq"), Duration::from_secs(10))
-            .await?;
-        Ok(letters
-            .into_iter()
-            .map(|m| {
-                let reason = m.headers().get_str(names::DLQ_REASON).map(str::to_owned);
-                DeadLetterRecord::new(m, reason)
-            })
-            .collect())
+    fn client(&self) -> &KafkaClient {
+        &self.kafka
     }
 
     async fn group_ready(&self, members: &[&KafkaSubscriber]) -> Result<(), wharf::Error> {
@@ -117,10 +86,13 @@ impl AdapterFactory for KafkaFactory {
 
 mod classic {
     use super::*;
-    conformance_tests!(ignore = "needs kafka", KafkaFactory::classic());
+    conformance_tests!(ignore = "needs kafka", KafkaFactory::classic().await);
 }
 
 mod consumer_protocol {
     use super::*;
-    conformance_tests!(ignore = "needs kafka", KafkaFactory::consumer_protocol());
+    conformance_tests!(
+        ignore = "needs kafka",
+        KafkaFactory::consumer_protocol().await
+    );
 }

@@ -16,14 +16,14 @@ use wharf_kafka::KafkaClient;
 /// error text and how long it took.
 async fn subscribe_error(url: &str) -> (String, Duration) {
     let started = Instant::now();
-    let kafka = KafkaClient::from_url(url).unwrap();
-    let err = kafka.subscriber().await.unwrap_err().to_string();
+    let kafka = KafkaClient::connect(url.parse().unwrap()).await.unwrap();
+    let err = kafka.configured_subscriber().await.unwrap_err().to_string();
     (err, started.elapsed())
 }
 
 async fn topic() -> String {
     let topic = common::unique("connect");
-    let kafka = KafkaClient::new(common::kafka_config()).unwrap();
+    let kafka = KafkaClient::connect(common::kafka_config()).await.unwrap();
     kafka.create_topic(&topic, 1).await.unwrap();
     topic
 }
@@ -53,11 +53,9 @@ async fn a_wrong_password_fails_authentication() {
 #[ignore = "needs kafka"]
 async fn the_right_password_subscribes() {
     let topic = topic().await;
-    let kafka = KafkaClient::from_url(&format!(
-        "kafka://wharf:wharf-secret@127.0.0.1:9094/{topic}?group=g"
-    ))
-    .unwrap();
-    drop(kafka.subscriber().await.unwrap());
+    let url = format!("kafka://wharf:wharf-secret@127.0.0.1:9094/{topic}?group=g");
+    let kafka = KafkaClient::connect(url.parse().unwrap()).await.unwrap();
+    drop(kafka.configured_subscriber().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

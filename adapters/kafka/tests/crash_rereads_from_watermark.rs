@@ -34,7 +34,7 @@ async fn crash_rereads_from_the_unsettled_offset() {
 
     // First member: reads everything, acks every offset except the middle one of each
     // partition, whose acker it keeps.
-    let mut first = kafka.subscriber().await.unwrap();
+    let mut first = kafka.configured_subscriber().await.unwrap();
     let deliveries = mock::read(&mut first, MESSAGES).await;
     assert_eq!(
         deliveries.keys().copied().collect::<Vec<_>>(),
@@ -87,7 +87,7 @@ async fn crash_rereads_from_the_unsettled_offset() {
 
     // The next member starts each partition at the unsettled offset and reads the acked
     // records after it again.
-    let mut second = kafka.subscriber().await.unwrap();
+    let mut second = kafka.configured_subscriber().await.unwrap();
     let again: usize = ends.iter().map(|(p, end)| (end - held[p]) as usize).sum();
     let deliveries = mock::read(&mut second, again).await;
     for (partition, list) in &deliveries {

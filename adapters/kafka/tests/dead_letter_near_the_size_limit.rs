@@ -25,7 +25,9 @@ async fn a_dead_letter_near_the_limit_is_cut_to_fit() {
     let group = mock::unique("group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group))
+        .await
+        .unwrap();
     let big = Message::with_id("big", vec![b'p'; PAYLOAD]).with_key("k".to_owned());
     mock::publish_all(&kafka.publisher(), &topic, vec![big]).await;
 
@@ -40,7 +42,7 @@ async fn a_dead_letter_near_the_limit_is_cut_to_fit() {
             }
         }
     };
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let done = {
         let (bootstrap, dlq) = (bootstrap.clone(), dlq.clone());

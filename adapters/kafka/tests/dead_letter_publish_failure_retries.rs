@@ -22,7 +22,9 @@ async fn a_refused_dead_letter_is_retried_until_it_lands() {
     let group = mock::unique("group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group))
+        .await
+        .unwrap();
     let mut batch = vec![mock::keyed("poison", "k-poison")];
     batch.extend((0..30).map(|i| mock::keyed(&format!("m{i}"), &format!("k{i}"))));
     mock::publish_all(&kafka.publisher(), &topic, batch).await;
@@ -40,7 +42,7 @@ async fn a_refused_dead_letter_is_retried_until_it_lands() {
         }
         Ok(())
     };
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     let done = {
         let (bootstrap, dlq, topic, group, ends) = (
             bootstrap.clone(),

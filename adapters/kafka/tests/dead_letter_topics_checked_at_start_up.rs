@@ -49,9 +49,9 @@ async fn a_missing_dead_letter_topic_is_an_error_naming_it() {
         .topics([topic.as_str()])
         .group(common::unique("startup-group"))
         .create_topics(false);
-    let kafka = KafkaClient::new(config).unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
     kafka.create_topic(&topic, 3).await.unwrap();
-    let err = kafka.subscriber().await.unwrap_err().to_string();
+    let err = kafka.configured_subscriber().await.unwrap_err().to_string();
     assert!(err.contains(&format!("{topic}.dlq")), "{err}");
     assert!(err.contains("create_topics"), "{err}");
     assert_eq!(
@@ -69,9 +69,9 @@ async fn missing_dead_letter_and_retry_topics_are_created() {
         .topics([topic.as_str()])
         .group(common::unique("startup-group"))
         .retry_mode(RetryMode::Topic);
-    let kafka = KafkaClient::new(config).unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
     kafka.create_topic(&topic, 3).await.unwrap();
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     assert_eq!(partitions(&format!("{topic}.dlq")).await, Some(3));
     assert_eq!(partitions(&format!("{topic}.retry")).await, Some(3));
     drop(subscriber);
@@ -84,8 +84,8 @@ async fn a_missing_source_topic_is_never_created() {
     let config = common::kafka_config()
         .topics([topic.as_str()])
         .group(common::unique("startup-group"));
-    let kafka = KafkaClient::new(config).unwrap();
-    let err = kafka.subscriber().await.unwrap_err().to_string();
+    let kafka = KafkaClient::connect(config).await.unwrap();
+    let err = kafka.configured_subscriber().await.unwrap_err().to_string();
     assert!(
         err.contains(&topic) && err.contains("does not exist"),
         "{err}"

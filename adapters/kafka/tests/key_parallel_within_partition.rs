@@ -67,7 +67,9 @@ async fn keys_of_one_partition_run_in_parallel_each_in_order() {
     let topic = mock::unique("lanes");
     let group = mock::unique("lanes-group");
     let cluster = mock::cluster(1, &topic);
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group))
+        .await
+        .unwrap();
 
     // Round by round, so each key's messages are stored in order.
     let publisher = kafka.publisher();
@@ -87,7 +89,7 @@ async fn keys_of_one_partition_run_in_parallel_each_in_order() {
         let log = log.clone();
         move |m: Message| handle(log.clone(), m)
     };
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let consumer = tokio::spawn(
         Consumer::new("lanes", subscriber, handler.into_service())

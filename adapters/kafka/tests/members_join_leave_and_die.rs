@@ -129,7 +129,7 @@ async fn start_member(
     name: &'static str,
     log: Arc<Log>,
 ) -> (Member, Arc<Mutex<Vec<(String, i32)>>>) {
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     let assigned = watch_assignment(&subscriber);
     let handler = move |m: Message| {
         let log = log.clone();
@@ -264,8 +264,10 @@ fn child_member() {
             f.write_all(line.as_bytes()).unwrap();
             f.flush().unwrap();
         };
-        let kafka = KafkaClient::new(assignment.config(&topic, &group)).unwrap();
-        let subscriber = kafka.subscriber().await.unwrap();
+        let kafka = KafkaClient::connect(assignment.config(&topic, &group))
+            .await
+            .unwrap();
+        let subscriber = kafka.configured_subscriber().await.unwrap();
         let probe = subscriber.assigned_partitions();
         let report = write.clone();
         tokio::spawn(async move {
@@ -301,7 +303,9 @@ fn kill(child: ChildMember) {
 async fn members_join_leave_and_die(assignment: Assignment) {
     let topic = common::unique(&format!("members-{}", assignment.name()));
     let group = common::unique("members-group");
-    let kafka = KafkaClient::new(assignment.config(&topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(assignment.config(&topic, &group))
+        .await
+        .unwrap();
     kafka.create_topic(&topic, mock::PARTITIONS).await.unwrap();
     let dir = std::env::temp_dir().join(common::unique("wharf-members"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -68,11 +68,13 @@ async fn a_member_leaving_mid_stream_loses_nothing() {
     let group = mock::unique("rebalance-group");
     let cluster = mock::cluster(1, &topic);
     let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group))
+        .await
+        .unwrap();
 
     // Both members join before anything is published.
-    let sub_a = kafka.subscriber().await.unwrap();
-    let sub_b = kafka.subscriber().await.unwrap();
+    let sub_a = kafka.configured_subscriber().await.unwrap();
+    let sub_b = kafka.configured_subscriber().await.unwrap();
     mock::eventually("both members assigned", || {
         let (a, b) = (sub_a.assigned(), sub_b.assigned());
         async move { !a.is_empty() && !b.is_empty() && a.len() + b.len() == 3 }

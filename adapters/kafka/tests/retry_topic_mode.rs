@@ -38,8 +38,8 @@ async fn retry_setup(prefix: &str, buffer: Option<usize>) -> RetrySetup {
     if let Some(buffer) = buffer {
         config = config.buffer(buffer);
     }
-    let kafka = KafkaClient::new(config).unwrap();
-    let subscriber = kafka.subscriber().await.unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     mock::wait_assigned(&subscriber, 2 * mock::PARTITIONS as usize).await;
     RetrySetup {
         topic,

@@ -87,7 +87,9 @@ async fn revoke_cancels_in_lane_retries() {
     let topic = mock::unique("revoke-retry");
     let group = mock::unique("revoke-retry-group");
     let cluster = mock::cluster(1, &topic);
-    let kafka = KafkaClient::new(mock::config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group))
+        .await
+        .unwrap();
     mock::publish_all(
         &kafka.publisher(),
         &topic,
@@ -100,7 +102,7 @@ async fn revoke_cancels_in_lane_retries() {
     let (stop_a, stop_a_rx) = oneshot::channel::<()>();
     let (stop_b, stop_b_rx) = oneshot::channel::<()>();
 
-    let sub_a = kafka.subscriber().await.unwrap();
+    let sub_a = kafka.configured_subscriber().await.unwrap();
     let a = tokio::spawn(
         Consumer::new(
             "revoke-a",
@@ -118,7 +120,7 @@ async fn revoke_cancels_in_lane_retries() {
         .unwrap();
 
     // B joins while A's m1 waits for its in-lane retry.
-    let sub_b = kafka.subscriber().await.unwrap();
+    let sub_b = kafka.configured_subscriber().await.unwrap();
     let b = tokio::spawn(
         Consumer::new(
             "revoke-b",

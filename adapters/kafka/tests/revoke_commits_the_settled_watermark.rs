@@ -28,12 +28,13 @@ const MESSAGES: usize = 30;
 async fn revoke_commits(config: KafkaConfig, name: &str) {
     let topic = common::unique(&format!("revoke-commit-{name}"));
     let group = common::unique(&format!("revoke-commit-{name}-group"));
-    let kafka = KafkaClient::new(
+    let kafka = KafkaClient::connect(
         config
             .topics([topic.as_str()])
             .group(group.as_str())
             .commit_interval(Duration::from_secs(3600)),
     )
+    .await
     .unwrap();
     kafka.create_topic(&topic, PARTITIONS).await.unwrap();
     let publisher = kafka.publisher();
@@ -42,7 +43,7 @@ async fn revoke_commits(config: KafkaConfig, name: &str) {
         publisher.publish(&topic, m).await.unwrap();
     }
 
-    let mut a = kafka.subscriber().await.unwrap();
+    let mut a = kafka.configured_subscriber().await.unwrap();
     let mut ends = [0i64; PARTITIONS as usize];
     for _ in 0..MESSAGES {
         let (message, acker) = tokio::time::timeout(Duration::from_secs(60), a.next())
@@ -59,7 +60,7 @@ async fn revoke_commits(config: KafkaConfig, name: &str) {
     }
     assert_eq!(a.assigned().len(), PARTITIONS as usize);
 
-    let b = kafka.subscriber().await.unwrap();
+    let b = kafka.configured_subscriber().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         // `a` must be polled for its rebalance to run.

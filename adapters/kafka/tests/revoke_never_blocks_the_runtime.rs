@@ -32,14 +32,14 @@ async fn revoke_never_blocks_the_runtime() {
     let group = mock::unique("revoke-rtt-group");
     let cluster = mock::cluster(1, &topic);
     let config = mock::config(cluster, &topic, &group).commit_interval(Duration::from_secs(3600));
-    let kafka = KafkaClient::new(config).unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
     let batch = (0..MESSAGES)
         .map(|i| mock::keyed(&format!("m{i}"), &format!("key-{i}")))
         .collect();
     mock::publish_all(&kafka.publisher(), &topic, batch).await;
 
     // A reads and settles everything, so the revoke has watermarks to commit.
-    let mut a = kafka.subscriber().await.unwrap();
+    let mut a = kafka.configured_subscriber().await.unwrap();
     for (_, list) in mock::read(&mut a, MESSAGES).await {
         for (_, acker) in list {
             acker.settle(Outcome::Ack).await.unwrap();
@@ -64,7 +64,7 @@ async fn revoke_never_blocks_the_runtime() {
     });
 
     // B joins: A's partitions are revoked (eager assignment: all of them).
-    let b = kafka.subscriber().await.unwrap();
+    let b = kafka.configured_subscriber().await.unwrap();
     mock::eventually_within(Duration::from_secs(60), "the group rebalanced", || {
         let (na, nb) = (a.assigned().len(), b.assigned().len());
         async move { na > 0 && nb > 0 && na + nb == mock::PARTITIONS as usize }

@@ -29,13 +29,13 @@ async fn slow_handlers_pause_partitions_and_keep_the_group() {
     let config = mock::config(cluster, &topic, &group)
         .buffer(4)
         .option("max.poll.interval.ms", "6000");
-    let kafka = KafkaClient::new(config).unwrap();
+    let kafka = KafkaClient::connect(config).await.unwrap();
     let messages = (0..MESSAGES)
         .map(|i| mock::keyed(&format!("m{i}"), &format!("key-{i}")))
         .collect();
     mock::publish_all(&kafka.publisher(), &topic, messages).await;
 
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let handler = {
         let seen = seen.clone();

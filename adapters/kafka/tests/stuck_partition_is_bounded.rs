@@ -37,8 +37,9 @@ async fn a_stuck_partition_holds_a_bounded_window() {
     let group = mock::unique("stuck-group");
     let cluster = mock::cluster(1, &topic);
     let dlq = format!("{topic}.dlq");
-    let kafka =
-        KafkaClient::new(mock::config(cluster, &topic, &group).max_uncommitted(WINDOW)).unwrap();
+    let kafka = KafkaClient::connect(mock::config(cluster, &topic, &group).max_uncommitted(WINDOW))
+        .await
+        .unwrap();
     let mut batch = vec![mock::keyed("poison", "k-poison")];
     batch.extend((0..MESSAGES).map(|i| mock::keyed(&format!("m{i}"), &format!("k{i}"))));
     mock::publish_all(&kafka.publisher(), &topic, batch).await;
@@ -74,7 +75,7 @@ async fn a_stuck_partition_holds_a_bounded_window() {
             }
         }
     };
-    let subscriber = kafka.subscriber().await.unwrap();
+    let subscriber = kafka.configured_subscriber().await.unwrap();
 
     let checks = {
         let (log, bootstrap, group, topic, ends) = (

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wharf::{Acker, BoxError, Outcome};
 
-use crate::topic::{GroupIndex, Topic, Wake};
+use crate::topic::{GroupIndex, Settled, Topic, Wake};
 
 /// Settles one in-memory delivery.
 ///
@@ -33,13 +33,26 @@ impl MemoryAcker {
     fn apply(&mut self, outcome: Outcome) {
         self.settled = true;
         let mut wake = Wake::default();
-        let delay = self
-            .topic
-            .lock()
-            .settle(self.group, self.offset, outcome, &mut wake);
+        let next = self.topic.lock().settle(
+            &self.topic.name,
+            self.group,
+            self.offset,
+            outcome,
+            &mut wake,
+        );
         wake.wake();
-        if let Some(delay) = delay {
-            self.schedule(delay);
+        match next {
+            Settled::Done => {}
+            Settled::RetryAfter(delay) => self.schedule(delay),
+            Settled::DeadLetter(copy) => {
+                // Also kept in the group's `native_dead_letters`, so a refused publish (an
+                // injected fault) loses nothing.
+                if let Some(dlq) = self.topic.dead_letter_topic() {
+                    if dlq.publish(copy).is_err() {
+                        tracing::warn!(topic = %dlq.name, "native dead letter refused (injected fault)");
+                    }
+                }
+            }
         }
     }
 

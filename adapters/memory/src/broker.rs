@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use async_trait::async_trait;
-use wharf::{Message, MessageId, PublishError, Publisher};
+use wharf::{Error, Message, MessageId, PublishError, Publisher};
 
 use crate::inspect::{DeadLetter, DeliveryRecord};
 use crate::subscriber::MemorySubscriber;
@@ -174,12 +174,30 @@ impl MemoryBroker {
     /// Joins consumer group `group` on `topic`.
     pub fn subscribe(&self, topic: &str, group: &str) -> MemorySubscriber {
         let t = self.topic(topic);
+        t.set_dead_letter_topic(|| self.topic(&dead_letter_topic(topic)));
         let (g, id) = {
             let mut st = t.lock();
             let g = st.group(group);
             (g, st.new_subscriber_id(g))
         };
         MemorySubscriber::new(t, g, id, self.inner.prefetch)
+    }
+
+    /// Removes every message with id `id` from `topic`; how many there were. Only for a
+    /// topic no group reads (a dead-letter topic): [`Error::Config`] naming the topic
+    /// otherwise.
+    pub fn remove(&self, topic: &str, id: &MessageId) -> Result<usize, Error> {
+        match self.existing(topic) {
+            None => Ok(0),
+            Some(t) => t.lock().remove(id).map_err(|()| {
+                Error::config(
+                    "topic",
+                    format!(
+                        "`{topic}` is read by consumer groups; messages cannot be removed from it"
+                    ),
+                )
+            }),
+        }
     }
 
     /// Messages retained on `topic`, oldest first.
@@ -221,7 +239,8 @@ impl MemoryBroker {
     }
 
     /// Messages `group` dead-lettered through the native path (settled `DeadLetter`
-    /// without a dead-letter layer).
+    /// without a dead-letter layer), as they were published. The same messages, with
+    /// the `wharf-dlq-*` headers, are on topic `<topic>.dlq`.
     pub fn native_dead_letters(&self, topic: &str, group: &str) -> Vec<DeadLetter> {
         self.with_group(topic, group, |st, g| st.dead_letters(g))
             .unwrap_or_default()
@@ -267,6 +286,12 @@ impl MemoryBroker {
         let g = st.find_group(group)?;
         Some(f(&st, g))
     }
+}
+
+/// The topic native dead letters of `topic` go to, and where the dead-letter layer's
+/// default destination points.
+pub(crate) fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
 }
 
 /// Publishing to the in-memory broker: confirmed as soon as the message is appended.

@@ -36,6 +36,7 @@
 
 mod acker;
 mod broker;
+mod client;
 mod harness;
 mod inspect;
 mod subscriber;
@@ -43,6 +44,7 @@ mod topic;
 
 pub use acker::MemoryAcker;
 pub use broker::{MemoryBroker, MemoryBrokerBuilder};
+pub use client::MemoryDeadLetters;
 pub use harness::{Harness, Report};
 pub use inspect::{DeadLetter, DeliveryRecord};
 pub use subscriber::MemorySubscriber;

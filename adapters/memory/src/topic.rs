@@ -5,11 +5,12 @@
 //! log itself is trimmed below the lowest offset any group still needs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
-use wharf::{Message, Origin, Outcome};
+use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::{Message, MessageId, Origin, Outcome};
 
 use crate::inspect::{DeadLetter, DeliveryRecord};
 
@@ -19,6 +20,9 @@ pub(crate) type GroupIndex = usize;
 pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
     state: Mutex<TopicState>,
+    /// `<name>.dlq`, where native dead letters of this topic's groups are published; set
+    /// when the first member subscribes.
+    dead_letter_topic: OnceLock<Arc<Topic>>,
 }
 
 pub(crate) struct TopicState {
@@ -34,6 +38,7 @@ pub(crate) struct TopicState {
 }
 
 struct Group {
+    name: Arc<str>,
     /// Offset of `slots[0]`; everything below is settled.
     low: u64,
     slots: VecDeque<Slot>,
@@ -78,6 +83,16 @@ impl Wake {
     }
 }
 
+/// What the acker does after a settlement.
+pub(crate) enum Settled {
+    /// Nothing more.
+    Done,
+    /// Schedule the redelivery after this delay.
+    RetryAfter(Duration),
+    /// Publish this copy to the dead-letter topic.
+    DeadLetter(Message),
+}
+
 /// What `take` hands a subscriber.
 pub(crate) struct Taken {
     pub(crate) message: Message,
@@ -97,7 +112,18 @@ impl Topic {
                 retain_acked,
                 fail_publishes: 0,
             }),
+            dead_letter_topic: OnceLock::new(),
         }
+    }
+
+    /// Sets the topic native dead letters go to (once; later calls change nothing).
+    pub(crate) fn set_dead_letter_topic(&self, topic: impl FnOnce() -> Arc<Topic>) {
+        self.dead_letter_topic.get_or_init(topic);
+    }
+
+    /// The topic native dead letters go to, once a member subscribed.
+    pub(crate) fn dead_letter_topic(&self) -> Option<&Arc<Topic>> {
+        self.dead_letter_topic.get()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
@@ -157,6 +183,7 @@ impl TopicState {
         }
         let i = self.groups.len();
         self.groups.push(Group {
+            name: name.into(),
             low: self.base,
             slots: VecDeque::new(),
             ready: VecDeque::new(),
@@ -249,27 +276,41 @@ impl TopicState {
             .retain(|(id, _)| *id != subscriber);
     }
 
-    /// Applies a settlement. Returns the delay to schedule for a delayed retry.
+    /// Applies a settlement. Returns what the acker does next: schedule a delayed retry,
+    /// or publish a native dead letter.
     pub(crate) fn settle(
         &mut self,
+        topic: &Arc<str>,
         group: GroupIndex,
         offset: u64,
         outcome: Outcome,
         wake: &mut Wake,
-    ) -> Option<Duration> {
+    ) -> Settled {
         let history = self.history;
         let g = &mut self.groups[group];
-        let slot = g.slot_mut(offset)?;
+        let Some(slot) = g.slot_mut(offset) else {
+            return Settled::Done;
+        };
         if slot.state != SlotState::InFlight {
-            return None;
+            return Settled::Done;
         }
-        let mut delay = None;
+        let mut next = Settled::Done;
         match &outcome {
             Outcome::Ack | Outcome::Drop(_) => slot.state = SlotState::Settled,
             Outcome::DeadLetter(failure) => {
                 slot.state = SlotState::Settled;
                 let attempts = slot.attempt;
                 let message = self.log[(offset - self.base) as usize].clone();
+                let delivered = message
+                    .clone()
+                    .with_origin(Origin::new(topic.clone()).with_offset(offset))
+                    .with_attempt(attempts);
+                next = Settled::DeadLetter(dead_letter_message(
+                    &delivered,
+                    failure,
+                    &g.name,
+                    DEFAULT_MAX_ERROR_LEN,
+                ));
                 g.dead_letters.push(DeadLetter {
                     message,
                     failure: failure.clone(),
@@ -283,7 +324,7 @@ impl TopicState {
             }
             Outcome::Retry { after } => {
                 slot.state = SlotState::Delayed;
-                delay = Some(*after);
+                next = Settled::RetryAfter(*after);
             }
         }
         if history {
@@ -304,7 +345,7 @@ impl TopicState {
             wake.extend_waiters(&mut g.idle_waiters);
         }
         self.trim();
-        delay
+        next
     }
 
     /// Drops log entries every group has settled.
@@ -363,6 +404,18 @@ impl TopicState {
 
     pub(crate) fn messages(&self) -> Vec<Message> {
         self.log.iter().cloned().collect()
+    }
+
+    /// Removes every retained message with id `id`; how many there were. Only a topic
+    /// no group reads can lose messages this way (a group's offsets would shift):
+    /// `Err` otherwise.
+    pub(crate) fn remove(&mut self, id: &MessageId) -> Result<usize, ()> {
+        if !self.groups.is_empty() {
+            return Err(());
+        }
+        let before = self.log.len();
+        self.log.retain(|m| m.id() != id);
+        Ok(before - self.log.len())
     }
 
     pub(crate) fn records(&self, group: GroupIndex) -> Vec<DeliveryRecord> {

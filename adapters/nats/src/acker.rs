@@ -476,3 +476,25 @@ mod tests {
         assert_eq!(delay, Duration::from_secs(5));
     }
 }
+
+/// Settles a delivery of a [`NatsSubscriber`](crate::NatsSubscriber): JetStream or Core,
+/// as the client's URL chose.
+#[derive(Debug)]
+pub enum NatsAcker {
+    /// A Core NATS delivery.
+    Core(CoreAcker),
+    /// A JetStream delivery.
+    JetStream(JetStreamAcker),
+}
+
+impl Acker for NatsAcker {
+    type Future = futures_util::future::Either<Ready<Result<(), BoxError>>, SettleFuture>;
+
+    fn settle(self, outcome: Outcome) -> Self::Future {
+        use futures_util::future::Either;
+        match self {
+            NatsAcker::Core(a) => Either::Left(a.settle(outcome)),
+            NatsAcker::JetStream(a) => Either::Right(a.settle(outcome)),
+        }
+    }
+}

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context as JetStream;
 use async_nats::{Client, ConnectOptions, ServerAddr};
+use wharf::adapter::Client as WharfClient;
 use wharf::Error;
 
 use crate::config::{Auth, CoreSource, JetStreamSource, Mode, NatsConfig};
+use crate::dead_letters::NatsDeadLetters;
 use crate::error;
 use crate::publisher::NatsPublisher;
-use crate::subscriber::{CoreSubscriber, JetStreamSubscriber};
+use crate::subscriber::{CoreSubscriber, JetStreamSubscriber, NatsSubscriber};
 use crate::topology;
 
 /// A connection to NATS, with the [`NatsConfig`] it was made from.
@@ -168,18 +170,78 @@ impl NatsClient {
     /// Creates or binds the streams and durable consumer of `source` (what
     /// [`jetstream_subscriber_for`](Self::jetstream_subscriber_for) does first), so
     /// messages published from now on are kept for the group.
-    pub async fn declare(&self, source: &JetStreamSource) -> Result<(), Error> {
+    pub async fn declare_jetstream(&self, source: &JetStreamSource) -> Result<(), Error> {
         crate::config::validate_jetstream(source)?;
         topology::declare(&self.js, source).await.map(|_| ())
     }
 
-    /// The dead letters kept for `source` (the messages in its dead-letter stream, with
-    /// their `wharf-dlq-*` headers), oldest first: to inspect or replay them.
-    pub async fn dead_letters(
-        &self,
-        source: &JetStreamSource,
-    ) -> Result<Vec<wharf::Message>, Error> {
-        topology::read_stream(&self.js, &source.dead_letter_stream).await
+    /// Whether this client's URL chose JetStream (`nats+jetstream://`).
+    pub fn is_jetstream(&self) -> bool {
+        matches!(self.config.mode(), Mode::JetStream(_))
+    }
+
+    /// What subscribers of this client promise.
+    pub fn capabilities(&self) -> wharf::Capabilities {
+        match self.is_jetstream() {
+            true => crate::subscriber::jetstream_capabilities(),
+            false => crate::subscriber::core_capabilities(true),
+        }
+    }
+
+    /// The JetStream source of group `group` on subject `source`: a stream named after
+    /// the subject ([`stream_name`]) capturing it, a durable consumer `group`, dead
+    /// letters to subject `<stream>.dlq` in stream `<stream>_dlq`; every other setting
+    /// (`ack_wait`, `max_deliver`, `batch`, storage, ...) from the configuration.
+    pub fn jetstream_source(&self, source: &str, group: &str) -> JetStreamSource {
+        let stream = stream_name(source);
+        let mut js = match self.config.mode() {
+            Mode::JetStream(template) => template.clone(),
+            Mode::Core(_) => JetStreamSource::new(stream.clone(), group),
+        };
+        js.subject = source.to_owned();
+        js.durable = group.to_owned();
+        js.dead_letter_subject = format!("{stream}.dlq");
+        js.dead_letter_stream = format!("{stream}_dlq");
+        js.stream = stream;
+        js
+    }
+
+    /// JetStream: creates or binds, for each of `groups`, the stream capturing subject
+    /// `source`, its dead-letter stream and the group's durable consumer (see
+    /// [`jetstream_source`](Self::jetstream_source)). Core NATS has nothing to declare
+    /// (and keeps nothing for a group that is not subscribed).
+    pub async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
+        if self.is_jetstream() {
+            for group in groups {
+                self.declare_jetstream(&self.jetstream_source(source, group))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins group `group` on subject `source`: a durable pull consumer on JetStream
+    /// (declared first), a queue group on Core NATS.
+    pub async fn subscriber(&self, source: &str, group: &str) -> Result<NatsSubscriber, Error> {
+        if self.is_jetstream() {
+            let js = self.jetstream_source(source, group);
+            Ok(NatsSubscriber::JetStream(
+                self.jetstream_subscriber_for(js).await?,
+            ))
+        } else {
+            let core = CoreSource {
+                subject: source.to_owned(),
+                queue_group: Some(group.to_owned()),
+            };
+            Ok(NatsSubscriber::Core(self.core_subscriber_for(&core).await?))
+        }
+    }
+
+    /// The reader of the dead letters kept in JetStream streams.
+    pub fn dead_letters(&self) -> NatsDeadLetters {
+        NatsDeadLetters {
+            client: self.clone(),
+        }
     }
 
     /// Deletes a stream (tests, cleanup); `Ok(false)` if it did not exist.
@@ -193,5 +255,55 @@ impl NatsClient {
             .flush()
             .await
             .map_err(|e| error::connection("flushing", e))
+    }
+}
+
+/// The JetStream stream name for subject `subject`: the subject with every character a
+/// stream name may not hold (`.`, `*`, `>`, `/`, `\\`, whitespace) replaced by `_`
+/// (`orders.created` → `orders_created`).
+pub fn stream_name(subject: &str) -> String {
+    subject
+        .chars()
+        .map(|c| match c {
+            '.' | '*' | '>' | '/' | '\\' => '_',
+            c if c.is_whitespace() => '_',
+            c => c,
+        })
+        .collect()
+}
+
+impl WharfClient for NatsClient {
+    type Subscriber = NatsSubscriber;
+    type Publisher = NatsPublisher;
+    type DeadLetters = NatsDeadLetters;
+
+    fn capabilities(&self) -> wharf::Capabilities {
+        NatsClient::capabilities(self)
+    }
+
+    async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
+        NatsClient::declare(self, source, groups).await
+    }
+
+    async fn subscriber(&self, source: &str, group: &str) -> Result<NatsSubscriber, Error> {
+        NatsClient::subscriber(self, source, group).await
+    }
+
+    fn publisher(&self) -> NatsPublisher {
+        NatsClient::publisher(self)
+    }
+
+    fn dead_letters(&self) -> NatsDeadLetters {
+        NatsClient::dead_letters(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_names_replace_what_streams_may_not_hold() {
+        assert_eq!(super::stream_name("orders"), "orders");
+        assert_eq!(super::stream_name("orders.created"), "orders_created");
+        assert_eq!(super::stream_name("a.*.b >"), "a___b__");
     }
 }

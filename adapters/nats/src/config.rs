@@ -469,6 +469,18 @@ impl NatsConfig {
             }
         }
         match &self.mode {
+            // A connection-only configuration: the source comes with each subscriber.
+            Mode::Core(core) if core.subject.is_empty() => {}
+            Mode::JetStream(js) if js.stream.is_empty() && js.durable.is_empty() => {
+                // Check the other settings, as they will apply to every source.
+                let mut named = js.clone();
+                named.stream = "source".into();
+                named.subject = "source".into();
+                named.durable = "group".into();
+                named.dead_letter_subject = "source.dlq".into();
+                named.dead_letter_stream = "source_dlq".into();
+                validate_jetstream(&named)?
+            }
             Mode::Core(core) => {
                 validate_subject("subject", &core.subject, true)?;
                 if let Some(q) = &core.queue_group {
@@ -723,7 +735,9 @@ fn parse_url(input: &str) -> Result<NatsConfig, Error> {
         }
     }
     if let Mode::JetStream(js) = &config.mode {
-        if js.durable.is_empty() {
+        // Without a stream in the path the URL names a connection only, for
+        // `NatsClient::subscriber(source, group)`.
+        if js.durable.is_empty() && !js.stream.is_empty() {
             return Err(Error::config(
                 "durable",
                 "JetStream needs a durable consumer name (`?durable=<name>`)",

@@ -63,20 +63,22 @@
 pub mod acker;
 mod client;
 pub mod config;
+mod dead_letters;
 pub mod error;
 pub mod message;
 pub mod publisher;
 pub mod subscriber;
 pub mod topology;
 
-pub use acker::{CoreAcker, JetStreamAcker};
-pub use client::NatsClient;
+pub use acker::{CoreAcker, JetStreamAcker, NatsAcker};
+pub use client::{stream_name, NatsClient};
 pub use config::{
     Auth, CoreSource, JetStreamSource, Mode, NatsConfig, Retention, Secret, Storage, Tls,
 };
+pub use dead_letters::NatsDeadLetters;
 pub use error::NatsError;
 pub use publisher::NatsPublisher;
-pub use subscriber::{CoreSubscriber, JetStreamSubscriber};
+pub use subscriber::{CoreSubscriber, JetStreamSubscriber, NatsSubscriber};
 
 /// Re-exported so users name the same async-nats as the adapter.
 pub use async_nats;

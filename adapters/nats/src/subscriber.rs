@@ -28,7 +28,7 @@ use async_nats::{Client, Subject};
 use futures_util::{FutureExt, Stream, StreamExt};
 use wharf::{Capabilities, Delivery, Error, MessageId, Origin, Subscriber};
 
-use crate::acker::{CoreAcker, JetStreamAcker, Progress, Shared};
+use crate::acker::{CoreAcker, JetStreamAcker, NatsAcker, Progress, Shared};
 use crate::config::JetStreamSource;
 use crate::message::from_nats;
 use crate::{error, topology};
@@ -447,5 +447,63 @@ impl Subscriber for CoreSubscriber {
             .flush()
             .await
             .map_err(|e| error::connection("flushing", e))
+    }
+}
+
+// ===== Either =====
+
+/// A subscriber of either kind, as the client's URL chose: what
+/// [`NatsClient::subscriber`](crate::NatsClient::subscriber) returns, so code works the
+/// same on `nats://` and `nats+jetstream://`.
+// One per consumer, moved once into the runtime: the size of the larger variant costs
+// nothing per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum NatsSubscriber {
+    /// Core NATS (`nats://`): at-most-once.
+    Core(CoreSubscriber),
+    /// JetStream (`nats+jetstream://`): at-least-once.
+    JetStream(JetStreamSubscriber),
+}
+
+impl Stream for NatsSubscriber {
+    type Item = Result<Delivery<NatsAcker>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        fn wrap<A>(
+            polled: Poll<Option<Result<Delivery<A>, Error>>>,
+            f: impl FnOnce(A) -> NatsAcker,
+        ) -> Poll<Option<Result<Delivery<NatsAcker>, Error>>> {
+            polled.map(|item| {
+                item.map(|r| {
+                    r.map(|d| {
+                        let (message, acker) = d.into_parts();
+                        Delivery::new(message, f(acker))
+                    })
+                })
+            })
+        }
+        match &mut *self {
+            NatsSubscriber::Core(s) => wrap(s.poll_next_unpin(cx), NatsAcker::Core),
+            NatsSubscriber::JetStream(s) => wrap(s.poll_next_unpin(cx), NatsAcker::JetStream),
+        }
+    }
+}
+
+impl Subscriber for NatsSubscriber {
+    type Acker = NatsAcker;
+
+    fn capabilities(&self) -> Capabilities {
+        match self {
+            NatsSubscriber::Core(s) => s.capabilities(),
+            NatsSubscriber::JetStream(s) => s.capabilities(),
+        }
+    }
+
+    async fn close(self) -> Result<(), Error> {
+        match self {
+            NatsSubscriber::Core(s) => s.close().await,
+            NatsSubscriber::JetStream(s) => s.close().await,
+        }
     }
 }

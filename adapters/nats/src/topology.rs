@@ -108,8 +108,13 @@ pub(crate) async fn delete_stream(js: &Context, name: &str) -> Result<bool, Erro
     }
 }
 
-/// Every message in stream `name`, oldest first (messages deleted meanwhile are skipped).
-pub(crate) async fn read_stream(js: &Context, name: &str) -> Result<Vec<wharf::Message>, Error> {
+/// Every message in stream `name` (only those on `subject` when given), oldest first
+/// (messages deleted meanwhile are skipped). Each message's offset is its sequence.
+pub(crate) async fn read_stream(
+    js: &Context,
+    name: &str,
+    subject: Option<&str>,
+) -> Result<Vec<wharf::Message>, Error> {
     let what = || format!("reading stream `{name}`");
     let mut stream = js
         .get_stream(name)
@@ -127,6 +132,7 @@ pub(crate) async fn read_stream(js: &Context, name: &str) -> Result<Vec<wharf::M
     }
     for seq in state.first_sequence..=state.last_sequence {
         match stream.get_raw_message(seq).await {
+            Ok(raw) if subject.is_some_and(|s| s != raw.subject.as_str()) => {}
             Ok(raw) => {
                 let origin = wharf::Origin::new(name.to_owned()).with_offset(raw.sequence);
                 out.push(crate::message::from_nats(
@@ -144,4 +150,18 @@ pub(crate) async fn read_stream(js: &Context, name: &str) -> Result<Vec<wharf::M
         }
     }
     Ok(out)
+}
+
+/// Deletes message `sequence` of stream `name`; `Ok(false)` if it was not there.
+pub(crate) async fn delete_message(js: &Context, name: &str, sequence: u64) -> Result<bool, Error> {
+    let what = || format!("deleting message {sequence} of stream `{name}`");
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| error::connection(what(), e))?;
+    match stream.delete_message(sequence).await {
+        Ok(deleted) => Ok(deleted),
+        Err(e) if e.to_string().contains("no message found") => Ok(false),
+        Err(e) => Err(error::connection(what(), e)),
+    }
 }

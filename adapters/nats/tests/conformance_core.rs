@@ -4,13 +4,13 @@
 
 mod support;
 
-use wharf::Capabilities;
-use wharf_conformance::{AdapterFactory, DeadLetterRecord};
-use wharf_nats::{CoreSource, CoreSubscriber, NatsClient, NatsConfig, NatsPublisher};
+use wharf_conformance::AdapterFactory;
+use wharf_nats::{NatsClient, NatsConfig, NatsPublisher, NatsSubscriber};
 
 use support::Ticket;
 
-/// Builds Core NATS subscribers and publishers on the local nats-server.
+/// Reaches the local nats-server through a `nats://` `NatsClient`: a queue group per
+/// group.
 #[derive(Debug)]
 struct CoreFactory {
     nats: NatsClient,
@@ -26,36 +26,16 @@ impl CoreFactory {
 }
 
 impl AdapterFactory for CoreFactory {
-    type Subscriber = CoreSubscriber;
+    type Client = NatsClient;
+    type Subscriber = NatsSubscriber;
     type Publisher = NatsPublisher;
 
     fn name(&self) -> &str {
         "nats-core"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        wharf_nats::subscriber::core_capabilities(true)
-    }
-
-    async fn prepare(&self, _topic: &str, _groups: &[&str]) -> Result<(), wharf::Error> {
-        Ok(())
-    }
-
-    async fn publisher(&self) -> Result<NatsPublisher, wharf::Error> {
-        Ok(NatsPublisher::core(self.nats.client().clone()))
-    }
-
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<CoreSubscriber, wharf::Error> {
-        self.nats
-            .core_subscriber_for(&CoreSource {
-                subject: topic.to_owned(),
-                queue_group: Some(group.to_owned()),
-            })
-            .await
-    }
-
-    async fn dead_letters(&self, _: &str, _: &str) -> Result<Vec<DeadLetterRecord>, wharf::Error> {
-        Ok(Vec::new())
+    fn client(&self) -> &NatsClient {
+        &self.nats
     }
 
     async fn restart_broker(&self) -> Result<bool, wharf::Error> {

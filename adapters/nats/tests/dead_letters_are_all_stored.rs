@@ -11,6 +11,7 @@ mod support;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use wharf::adapter::DeadLetterReader;
 use wharf::headers::names;
 use wharf::{Consumer, Handler, HandlerError, Message, Publisher};
 use wharf_nats::{JetStreamSource, NatsConfig, NatsPublisher};
@@ -26,7 +27,7 @@ async fn two_durables_dead_lettering_the_same_messages_store_every_copy() {
         JetStreamSource::new(&stream, "second"),
     ];
     for source in &sources {
-        nats.declare(source).await.expect("declaring");
+        nats.declare_jetstream(source).await.expect("declaring");
     }
     let publisher = NatsPublisher::jetstream(nats.client().clone());
     let directed = Message::with_id(format!("{stream}-directed"), "d")
@@ -52,7 +53,8 @@ async fn two_durables_dead_lettering_the_same_messages_store_every_copy() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let letters = loop {
         let letters = nats
-            .dead_letters(&sources[0])
+            .dead_letters()
+            .list(&sources[0].dead_letter_subject, usize::MAX)
             .await
             .expect("reading the dlq");
         if letters.len() >= 4 || Instant::now() > deadline {

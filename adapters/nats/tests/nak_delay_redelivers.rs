@@ -18,7 +18,9 @@ async fn retry_after_one_second_comes_back_after_a_second_without_blocking_other
     let nats = support::connect(NatsConfig::jetstream("unused", "unused")).await;
     let stream = support::unique("nak-delay");
     let source = JetStreamSource::new(&stream, "nak-delay");
-    nats.declare(&source).await.expect("declaring the stream");
+    nats.declare_jetstream(&source)
+        .await
+        .expect("declaring the stream");
     let subscriber = nats
         .jetstream_subscriber_for(source.clone())
         .await
@@ -125,7 +127,9 @@ async fn the_same_message_id_published_twice_is_stored_once() {
     let nats = support::connect(NatsConfig::jetstream("unused", "unused")).await;
     let stream = support::unique("dedup");
     let source = JetStreamSource::new(&stream, "dedup");
-    nats.declare(&source).await.expect("declaring the stream");
+    nats.declare_jetstream(&source)
+        .await
+        .expect("declaring the stream");
     let publisher = NatsPublisher::jetstream(nats.client().clone());
     let message = Message::with_id(format!("{stream}-once"), "x");
     publisher

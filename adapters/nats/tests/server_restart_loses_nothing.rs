@@ -22,7 +22,9 @@ async fn restart_during_a_thousand_message_run_loses_nothing() {
     let nats = support::connect(NatsConfig::jetstream("unused", "unused")).await;
     let stream = support::unique("restart");
     let source = JetStreamSource::new(&stream, "restart");
-    nats.declare(&source).await.expect("declaring the stream");
+    nats.declare_jetstream(&source)
+        .await
+        .expect("declaring the stream");
     let publisher = NatsPublisher::jetstream(nats.client().clone());
     for i in 0..N {
         publisher

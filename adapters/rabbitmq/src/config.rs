@@ -352,6 +352,15 @@ pub(crate) fn short_string(field: &str, value: &str) -> Result<ShortString, Erro
     })
 }
 
+impl std::str::FromStr for RabbitConfig {
+    type Err = Error;
+
+    /// [`RabbitConfig::from_url`].
+    fn from_str(url: &str) -> Result<Self, Error> {
+        RabbitConfig::from_url(url)
+    }
+}
+
 impl fmt::Debug for RabbitConfig {
     /// Everything but the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

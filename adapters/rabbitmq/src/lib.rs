@@ -48,6 +48,7 @@
 //! | `tls` | off | `amqps://` through rustls (builds aws-lc). Without it, an `amqps://` URL is a configuration error. |
 
 pub mod acker;
+mod client;
 pub mod config;
 mod connection;
 pub mod error;
@@ -58,6 +59,7 @@ pub mod subscriber;
 pub mod topology;
 
 pub use acker::RabbitAcker;
+pub use client::{RabbitClient, RabbitDeadLetters};
 pub use config::{QueueType, RabbitConfig, RabbitConfigBuilder};
 pub use error::RabbitError;
 pub use publisher::RabbitPublisher;

@@ -10,13 +10,19 @@
 //!
 //! | destination | exchange | routing key |
 //! |---|---|---|
-//! | `orders` or `/queues/orders` | the default exchange | `orders`: straight to the queue |
+//! | `orders`, when an exchange `orders` exists | `orders` | empty |
+//! | `orders` otherwise, or `/queues/orders` | the default exchange | `orders`: straight to the queue |
 //! | `/exchanges/events` | `events` | empty |
 //! | `/exchanges/events/order.created` | `events` | `order.created` |
 //!
-//! The `/queues/...` and `/exchanges/...` forms follow RabbitMQ's AMQP 1.0 addresses; a
-//! bare name is a queue, so the dead-letter layer's default destination `<queue>.dlq`
-//! reaches the dead-letter queue this adapter declares.
+//! The `/queues/...` and `/exchanges/...` forms follow RabbitMQ's AMQP 1.0 addresses. A
+//! bare name is a *source*, as on every other broker: the exchange of that name when one
+//! exists (what [`RabbitClient::declare`](crate::RabbitClient::declare) creates, with a
+//! queue per group bound to it), otherwise the queue of that name. The publisher looks
+//! each bare name up once (a passive `exchange.declare` on a channel of its own) and
+//! remembers the answer. So `publish("orders", ..)` reaches every group subscribed to
+//! `orders`, and the dead-letter layer's default destination `<queue>.dlq` reaches the
+//! dead-letter queue this adapter declares.
 //!
 //! The message's key travels in the `wharf-key` header, never in the routing key: choose
 //! the routing key with the destination. See [`message`](crate::message) for the whole
@@ -24,13 +30,15 @@
 //!
 //! A connection failure drops the publisher's connection; the next publish reconnects.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lapin::options::BasicPublishOptions;
-use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use tokio::sync::Mutex;
 use wharf::{Error, Message, PublishError, Publisher};
 
@@ -43,11 +51,18 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Publishes to RabbitMQ and waits for the broker's confirmation.
 ///
-/// Cheap to share (`Arc<RabbitPublisher>`); concurrent publishes are pipelined on one
-/// confirm-mode channel.
+/// Cheap to clone (clones share the connection); concurrent publishes are pipelined on
+/// one confirm-mode channel.
+#[derive(Clone)]
 pub struct RabbitPublisher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     config: RabbitConfig,
     state: Mutex<Option<Link>>,
+    /// Bare destination names looked up so far: `true` for an exchange.
+    exchanges: std::sync::Mutex<HashMap<String, bool>>,
 }
 
 /// A connection and its confirm-mode channel.
@@ -59,10 +74,11 @@ struct Link {
 
 impl fmt::Debug for RabbitPublisher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.shared.config;
         f.debug_struct("RabbitPublisher")
-            .field("host", &self.config.host)
-            .field("port", &self.config.port)
-            .field("vhost", &self.config.vhost)
+            .field("host", &config.host)
+            .field("port", &config.port)
+            .field("vhost", &config.vhost)
             .finish_non_exhaustive()
     }
 }
@@ -74,39 +90,93 @@ impl RabbitPublisher {
             .await
             .map_err(|e| Error::Connection(Box::new(e)))?;
         Ok(RabbitPublisher {
-            config: config.clone(),
-            state: Mutex::new(Some(link)),
+            shared: Arc::new(Shared {
+                config: config.clone(),
+                state: Mutex::new(Some(link)),
+                exchanges: std::sync::Mutex::new(HashMap::new()),
+            }),
         })
     }
 
     /// Closes the connection. Publishing afterwards reconnects.
     pub async fn close(&self) {
-        if let Some(link) = self.state.lock().await.take() {
+        if let Some(link) = self.shared.state.lock().await.take() {
             let _ = link.channel.close(200, "OK".into()).await;
             let _ = link.connection.close(200, "OK".into()).await;
         }
     }
 
-    async fn channel(&self) -> Result<Channel, RabbitError> {
-        let mut state = self.state.lock().await;
-        if let Some(link) = state.as_ref() {
-            if link.channel.status().connected() {
-                return Ok(link.channel.clone());
-            }
+    /// The confirm-mode channel (reconnecting if needed), and with `side` a new plain
+    /// channel on the same connection.
+    async fn link(&self, side: bool) -> Result<(Channel, Option<Channel>), RabbitError> {
+        let mut state = self.shared.state.lock().await;
+        if !state
+            .as_ref()
+            .is_some_and(|link| link.channel.status().connected())
+        {
+            *state = None;
+            *state = Some(open(&self.shared.config).await?);
         }
-        *state = None;
-        let link = open(&self.config).await?;
-        let channel = link.channel.clone();
-        *state = Some(link);
-        Ok(channel)
+        let link = state.as_ref().expect("connected above");
+        let side = match side {
+            true => Some(crate::connection::channel(&link.connection).await?),
+            false => None,
+        };
+        Ok((link.channel.clone(), side))
+    }
+
+    /// Whether bare name `name` is an exchange (looked up once, then remembered).
+    async fn is_exchange(&self, name: &str) -> Result<bool, RabbitError> {
+        if let Some(&known) = self.exchanges().get(name) {
+            return Ok(known);
+        }
+        // A passive declare of a missing exchange closes its channel: use one of its own.
+        let (_, channel) = self.link(true).await?;
+        let channel = channel.expect("asked for a side channel");
+        let found = channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let is_exchange = match found {
+            Ok(()) => {
+                let _ = channel.close(200, "OK".into()).await;
+                true
+            }
+            Err(e) if e.to_string().contains("NOT_FOUND") => false,
+            Err(e) => {
+                return Err(RabbitError::amqp(
+                    format!("looking up exchange `{name}`"),
+                    e,
+                ))
+            }
+        };
+        self.exchanges().insert(name.to_owned(), is_exchange);
+        Ok(is_exchange)
+    }
+
+    fn exchanges(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.shared
+            .exchanges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     async fn try_publish(&self, destination: &str, message: &Message) -> Result<(), RabbitError> {
-        let (exchange, routing_key) = parse_destination(destination)?;
-        let channel = self.channel().await?;
+        let (mut exchange, mut routing_key) = parse_destination(destination)?;
+        if !destination.starts_with('/') && self.is_exchange(destination).await? {
+            (exchange, routing_key) = (destination, "");
+        }
+        let (channel, _) = self.link(false).await?;
         let result = publish_confirmed(&channel, exchange, routing_key, message).await;
         if result.is_err() && !channel.status().connected() {
-            let mut state = self.state.lock().await;
+            let mut state = self.shared.state.lock().await;
             if state
                 .as_ref()
                 .is_some_and(|l| l.channel.id() == channel.id() && !l.channel.status().connected())

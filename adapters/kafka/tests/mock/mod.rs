@@ -65,7 +65,9 @@ pub async fn published(prefix: &str, messages: usize) -> Published {
     let group = unique(&format!("{prefix}-group"));
     let cluster = cluster(1, &topic);
     let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaClient::new(config(cluster, &topic, &group)).unwrap();
+    let kafka = KafkaClient::connect(config(cluster, &topic, &group))
+        .await
+        .unwrap();
     let batch = (0..messages)
         .map(|i| keyed(&format!("m{i}"), &format!("key-{i}")))
         .collect();

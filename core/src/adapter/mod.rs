@@ -30,6 +30,10 @@
 //!   ignores) and counted in [`Summary::revoked`](crate::Summary::revoked); the new
 //!   owner delivers it again.
 
+mod client;
+
+pub use client::{Client, DeadLetterReader};
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
