@@ -43,6 +43,7 @@
 //! ```
 
 pub mod adapter;
+pub mod app;
 pub mod broker_url;
 pub mod codec;
 pub mod consumer;
@@ -57,6 +58,7 @@ pub mod secret;
 pub mod shutdown;
 
 pub use adapter::{Acker, Capabilities, Delivery, Publisher, Subscriber};
+pub use app::{App, AppReport, CatalogEntry};
 pub use consumer::{Consumer, Ordering, Summary};
 pub use error::{BoxError, Error, ErrorKind, HandlerError, PublishError, ResultExt};
 pub use handler::{Attempt, FromMessage, FromRef, Handler, HandlerService, Json, Key, State};

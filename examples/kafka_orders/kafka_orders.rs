@@ -1,24 +1,12 @@
-//! The recommended stack on Kafka, with what sets wharf apart there: **different keys of
-//! one partition are handled in parallel while each key keeps its order**, and offsets
-//! are committed only below what is settled.
+//! What is particular to Kafka: **different keys of one partition are handled in
+//! parallel while each key keeps its order**, a retry waits inside its key's lane (the
+//! key's later records wait, other keys flow), and offsets are committed only below what
+//! is settled.
 //!
-//! Run with `cargo run --example kafka_orders` (needs a Kafka-compatible broker on
-//! 127.0.0.1:9092, such as Apache Kafka as `scripts/brokers.sh` starts it; `KAFKA_BROKERS` points
-//! elsewhere; `RUST_LOG=wharf=debug` shows each decision).
-//!
-//! 40 customers each send 10 order events (numbered 1..=10 per customer) to a fresh
-//! topic with 3 partitions; the customer id is the record key. The handler takes 5 ms
-//! per event (a database write, say) and checks that each customer's events arrive in
-//! order. Besides:
-//!
-//! - customer `c07`'s event 3 hits a warehouse that is down on its first attempt: it is
-//!   retried **inside its key's lane** (the customer's later events wait, everyone
-//!   else's keep flowing) and accepted on attempt 2;
-//! - one event is not JSON: dead-lettered at once (`decode`) to `<topic>.dlq`.
-//!
-//! It prints how many events of one partition were in flight at once (a
-//! partition-serial consumer would show 1), whether every customer's order held, and
-//! the dead letter read back from the broker; it exits non-zero if anything is off.
+//! Run with `cargo run --example kafka_orders` (a Kafka broker on 127.0.0.1:9092, or
+//! `WHARF_KAFKA_URL`). 40 customers send 10 numbered events each to a fresh 3-partition
+//! topic, keyed by customer; the handler takes 5 ms and checks each customer's order.
+//! `c07`'s event 3 fails once; one record is not JSON (dead-lettered to `<topic>.dlq`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,194 +14,93 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wharf::headers::names;
-use wharf::{Consumer, Handler, HandlerError, Json, Message, Publisher};
-use wharf_kafka::{KafkaClient, KafkaConfig};
-use wharf_middleware::retry::RetryPolicy;
+use wharf::adapter::DeadLetterReader;
+use wharf::{Attempt, Consumer, Handler, HandlerError, Json, Message, Publisher, State};
+use wharf_kafka::KafkaClient;
 use wharf_middleware::stack::RecommendedLayer;
 
-const CUSTOMERS: usize = 40;
-const EVENTS: u32 = 10;
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct OrderEvent {
     customer: String,
     seq: u32,
 }
 
-#[derive(Debug)]
-struct WarehouseDown;
-
-impl std::fmt::Display for WarehouseDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("warehouse service unavailable")
-    }
-}
-
-impl std::error::Error for WarehouseDown {}
-
-#[derive(Default)]
-struct Seen {
-    /// Last event number per customer.
-    last: HashMap<String, u32>,
-    /// Events that arrived out of order.
-    out_of_order: Vec<String>,
-    handled: usize,
-    retried_accepted: Option<u32>,
-}
-
+/// Last event per customer, events out of order, and in flight now / at most.
 #[derive(Clone, Default)]
-struct RecordOrder {
-    seen: Arc<Mutex<Seen>>,
-    /// In flight right now, and the most seen at once, per partition.
-    in_flight: Arc<[AtomicUsize; 3]>,
-    peak: Arc<[AtomicUsize; 3]>,
-}
+struct Seen(
+    Arc<Mutex<(HashMap<String, u32>, usize)>>,
+    Arc<[AtomicUsize; 2]>,
+);
 
-impl Handler<(Json<OrderEvent>, Message)> for RecordOrder {
-    async fn handle(
-        &self,
-        (Json(event), message): (Json<OrderEvent>, Message),
-    ) -> Result<(), HandlerError> {
-        let partition = message.origin().partition().unwrap_or(0) as usize % 3;
-        let now = self.in_flight[partition].fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak[partition].fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        self.in_flight[partition].fetch_sub(1, Ordering::SeqCst);
-
-        if event.customer == "c07" && event.seq == 3 && message.attempt() == 1 {
-            // `?` on an ordinary error is transient: worth retrying.
-            Err(WarehouseDown)?;
-        }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let last = seen.last.get(&event.customer).copied().unwrap_or(0);
-        if event.seq != last + 1 {
-            seen.out_of_order
-                .push(format!("{} #{} after #{last}", event.customer, event.seq));
-        }
-        seen.last.insert(event.customer.clone(), event.seq);
-        seen.handled += 1;
-        if event.customer == "c07" && event.seq == 3 {
-            seen.retried_accepted = Some(message.attempt());
-        }
-        Ok(())
+async fn record(
+    Json(event): Json<OrderEvent>,
+    Attempt(attempt): Attempt,
+    State(seen): State<Seen>,
+) -> Result<(), HandlerError> {
+    let now = seen.1[0].fetch_add(1, Ordering::SeqCst) + 1;
+    seen.1[1].fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    seen.1[0].fetch_sub(1, Ordering::SeqCst);
+    if event.customer == "c07" && event.seq == 3 && attempt == 1 {
+        return Err(HandlerError::transient("warehouse unavailable"));
     }
+    let mut state = seen.0.lock().unwrap_or_else(|e| e.into_inner());
+    let last = state.0.insert(event.customer, event.seq).unwrap_or(0);
+    state.1 += usize::from(event.seq != last + 1);
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
-        )
-        .init();
+    let url = std::env::var("WHARF_KAFKA_URL")
+        .unwrap_or_else(|_| "kafka://127.0.0.1:9092?partitions=3".into());
+    let kafka = KafkaClient::connect(url.parse()?).await?;
+    let topic = format!("orders-{}", std::process::id());
+    kafka.declare(&topic, &["order-service"]).await?; // `topic` and `topic.dlq`
 
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let topic = format!(
-        "example-orders-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let config = KafkaConfig::new(brokers, [topic.as_str()])
-        .group("order-service")
-        // A short session timeout: a member that dies is replaced within seconds.
-        .session_timeout(Duration::from_secs(6));
-    let kafka = KafkaClient::connect(config).await?;
-    kafka.create_topic(&topic, 3).await?;
-    kafka.create_topic(&format!("{topic}.dlq"), 1).await?;
-
-    let publisher = Arc::new(kafka.publisher());
-    for seq in 1..=EVENTS {
-        for c in 0..CUSTOMERS {
-            let customer = format!("c{c:02}");
+    let publisher = kafka.publisher();
+    for seq in 1..=10 {
+        for c in 0..40 {
             let event = OrderEvent {
-                customer: customer.clone(),
+                customer: format!("c{c:02}"),
                 seq,
             };
-            let message = Message::json(&event)?
-                .with_key(customer.clone())
-                .with_header(names::IDEMPOTENCY_KEY, format!("{customer}-{seq}"));
+            let message = Message::json(&event)?.with_key(event.customer.clone());
             publisher.publish(&topic, message).await?;
         }
     }
     publisher
         .publish(
             &topic,
-            Message::with_id("garbled-1", "this is not json").with_key("c99"),
+            Message::with_id("garbled-1", "not json").with_key("c99"),
         )
         .await?;
-    let total = CUSTOMERS * EVENTS as usize;
 
-    let handler = RecordOrder::default();
-    let stack = RecommendedLayer::new(publisher.clone())
-        .retry(
-            RetryPolicy::new()
-                .max_attempts(4)
-                .initial_delay(Duration::from_millis(200))
-                .max_delay(Duration::from_secs(2)),
-        )
-        .timeout(Duration::from_secs(10))
-        .service(handler.clone().into_service());
-
-    let subscriber = kafka.configured_subscriber().await?;
-    let done = {
-        let seen = handler.seen.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-            while tokio::time::Instant::now() < deadline {
-                if seen.lock().unwrap_or_else(|e| e.into_inner()).handled >= total {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            eprintln!("gave up waiting after 90 s");
-        }
-    };
+    let seen = Seen::default();
+    let stack = RecommendedLayer::new(publisher).service(record.with_state(seen.clone()));
+    let subscriber = kafka.subscriber(&topic, "order-service").await?;
     let summary = Consumer::new("order-service", subscriber, stack)
-        .owner("team-orders")
         .max_in_flight(64)
-        .run(done)
+        .stop_when_idle(Duration::from_secs(3))
+        .run(wharf::shutdown::signal())
         .await?;
 
-    let seen = std::mem::take(&mut *handler.seen.lock().unwrap_or_else(|e| e.into_inner()));
-    let peaks: Vec<usize> = handler
-        .peak
-        .iter()
-        .map(|p| p.load(Ordering::SeqCst))
-        .collect();
-    println!("handled {} of {total} events", seen.handled);
-    println!("most events of one partition in flight at once, per partition: {peaks:?}");
-    if seen.out_of_order.is_empty() {
-        println!("every customer's events were handled in order");
-    } else {
-        println!("OUT OF ORDER: {:?}", seen.out_of_order);
-    }
+    let (customers, out_of_order) = seen.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let peak = seen.1[1].load(Ordering::SeqCst);
+    println!("{summary:?}\nmost events in flight at once: {peak} (a partition-serial consumer: 3)");
     println!(
-        "c07 #3: accepted on attempt {:?} after a retry inside its key's lane",
-        seen.retried_accepted
+        "customers complete: {}, events out of order: {out_of_order}",
+        customers.values().filter(|&&s| s == 10).count()
     );
-    let dead = kafka
-        .read_topic(&format!("{topic}.dlq"), Duration::from_secs(10))
+    let dead_letters = kafka.dead_letters();
+    let letters = dead_letters
+        .list(&dead_letters.destination(&topic, "order-service"), 10)
         .await?;
-    for letter in &dead {
-        let h = letter.headers();
-        println!(
-            "{}: dead-lettered to {topic}.dlq (reason: {}, partition {}, offset {})",
-            letter.id(),
-            h.get_str(names::DLQ_REASON).unwrap_or("?"),
-            h.get_str(names::DLQ_PARTITION).unwrap_or("?"),
-            h.get_str(names::DLQ_OFFSET).unwrap_or("?"),
-        );
-    }
-    println!("{summary:?}");
-
-    let ok = seen.handled == total
-        && seen.out_of_order.is_empty()
-        && seen.retried_accepted == Some(2)
-        && peaks.iter().any(|&p| p > 1)
-        && dead.len() == 1
-        && dead[0].id().as_str() == "garbled-1";
-    if !ok {
-        return Err("the run did not go as described".into());
-    }
+    assert!(peak > 3 && out_of_order == 0 && customers.values().all(|&s| s == 10));
+    assert_eq!(
+        (letters.len(), summary.dead_lettered),
+        (1, 1),
+        "garbled-1 dead-lettered"
+    );
     Ok(())
 }

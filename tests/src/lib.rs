@@ -3,8 +3,10 @@
 //! wharf promises that the same handler and the same middleware behave the same way on
 //! every broker. This crate is where that promise is checked: one generic suite, written
 //! once, that each adapter runs from its own tests against its own broker. An adapter
-//! describes how to reach its broker by implementing [`AdapterFactory`], and
-//! [`conformance_tests!`] expands into one `#[test]` per behaviour.
+//! hands the suite its [`Client`](wharf::adapter::Client) (and what no client offers,
+//! such as restarting the broker) by implementing [`AdapterFactory`], and
+//! [`conformance_tests!`] expands into one `#[test]` per behaviour; every test reaches
+//! the broker only through that client surface.
 //!
 //! # What is checked
 //!
@@ -40,8 +42,8 @@
 //! // adapters/rabbitmq/tests/conformance.rs
 //! use wharf_conformance::{conformance_tests, AdapterFactory};
 //!
-//! struct Rabbit { /* a connection, an admin client */ }
-//! impl AdapterFactory for Rabbit { /* ... */ }
+//! struct Rabbit { client: RabbitClient /* and what restarts the broker */ }
+//! impl AdapterFactory for Rabbit { /* type Client = RabbitClient; fn client(&self) ... */ }
 //!
 //! conformance_tests!(ignore = "needs rabbitmq", Rabbit::connect("amqp://127.0.0.1:5672").await);
 //! ```

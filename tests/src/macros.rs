@@ -12,27 +12,16 @@
 /// skips them and the test script runs them with `--include-ignored`:
 ///
 /// ```
-/// # use wharf::Capabilities;
-/// # use wharf_conformance::{AdapterFactory, DeadLetterRecord};
+/// # use wharf_conformance::AdapterFactory;
 /// # use wharf_memory::{MemoryBroker, MemorySubscriber};
 /// # struct MemoryFactory(MemoryBroker);
 /// # impl MemoryFactory { fn new() -> Self { MemoryFactory(MemoryBroker::new()) } }
 /// # impl AdapterFactory for MemoryFactory {
+/// #     type Client = MemoryBroker;
 /// #     type Subscriber = MemorySubscriber;
 /// #     type Publisher = MemoryBroker;
 /// #     fn name(&self) -> &str { "memory" }
-/// #     fn capabilities(&self) -> Capabilities { self.0.capabilities() }
-/// #     async fn prepare(&self, topic: &str, groups: &[&str]) -> Result<(), wharf::Error> {
-/// #         for g in groups { self.0.declare_group(topic, g); }
-/// #         Ok(())
-/// #     }
-/// #     async fn publisher(&self) -> Result<MemoryBroker, wharf::Error> { Ok(self.0.clone()) }
-/// #     async fn subscribe(&self, topic: &str, group: &str) -> Result<MemorySubscriber, wharf::Error> {
-/// #         Ok(self.0.subscribe(topic, group))
-/// #     }
-/// #     async fn dead_letters(&self, _: &str, _: &str) -> Result<Vec<DeadLetterRecord>, wharf::Error> {
-/// #         Ok(Vec::new())
-/// #     }
+/// #     fn client(&self) -> &MemoryBroker { &self.0 }
 /// # }
 /// // Every test, run by `cargo test`:
 /// mod memory {

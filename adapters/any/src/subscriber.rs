@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
-use wharf::adapter::Lease;
+use wharf::adapter::{Description, Lease};
 use wharf::{Acker, BoxError, Capabilities, Delivery, Error, Outcome, Subscriber};
 
 use crate::dispatch::{each, each_into};
@@ -63,6 +63,10 @@ impl Subscriber for AnySubscriber {
 
     fn capabilities(&self) -> Capabilities {
         each!(self, AnySubscriber, s => s.capabilities())
+    }
+
+    fn describe(&self) -> Description {
+        each!(self, AnySubscriber, s => s.describe())
     }
 
     async fn close(self) -> Result<(), Error> {

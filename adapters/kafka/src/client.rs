@@ -12,7 +12,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message as _};
-use wharf::adapter::Client;
+use wharf::adapter::{Client, Description};
 use wharf::{Capabilities, Error};
 
 use crate::acker::AckerShared;
@@ -175,6 +175,14 @@ impl KafkaClient {
         all.sort();
         all.dedup();
 
+        let dead_letters: Vec<String> = sources
+            .iter()
+            .map(|t| self.config.dead_letter_topic_for(t))
+            .collect();
+        let description = Description::new("kafka", sources.join(","))
+            .group(group)
+            .dead_letters(dead_letters.join(","));
+
         let assignment = Arc::new(Assignment::default());
         let group: Arc<str> = Arc::from(group);
         let context = GroupContext {
@@ -235,6 +243,7 @@ impl KafkaClient {
             self.config.buffer_size(),
             self.config.retry(),
             retry_topics,
+            description,
         ))
     }
 

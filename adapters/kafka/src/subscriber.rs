@@ -64,6 +64,7 @@ use rdkafka::{ClientContext, Message as _};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
+use wharf::adapter::Description;
 use wharf::{Capabilities, Delivery, Error, Subscriber};
 
 use crate::acker::{AckerShared, KafkaAcker};
@@ -490,6 +491,7 @@ pub struct KafkaSubscriber {
     delayed_seq: u64,
     timer: Option<Pin<Box<Sleep>>>,
     capabilities: Capabilities,
+    description: Description,
 }
 
 impl std::fmt::Debug for KafkaSubscriber {
@@ -508,6 +510,7 @@ impl KafkaSubscriber {
         buffer: usize,
         retry: RetryMode,
         retry_topics: Vec<String>,
+        description: Description,
     ) -> Self {
         let flow = Arc::new(Flow {
             buffered: AtomicUsize::new(0),
@@ -531,6 +534,7 @@ impl KafkaSubscriber {
             delayed_seq: 0,
             timer: None,
             capabilities: capabilities(retry),
+            description,
         }
     }
 
@@ -667,6 +671,10 @@ impl Subscriber for KafkaSubscriber {
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn describe(&self) -> Description {
+        self.description.clone()
     }
 
     /// Stops polling, commits the stored watermarks synchronously and leaves the group.

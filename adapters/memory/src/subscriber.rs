@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
+use wharf::adapter::Description;
 use wharf::{Capabilities, Delivery, Error, Subscriber};
 
 use crate::acker::MemoryAcker;
@@ -106,6 +107,13 @@ impl Subscriber for MemorySubscriber {
 
     fn capabilities(&self) -> Capabilities {
         capabilities()
+    }
+
+    fn describe(&self) -> Description {
+        let group = self.topic.lock().group_name(self.group);
+        Description::new("memory", &*self.topic.name)
+            .group(&*group)
+            .dead_letters(crate::broker::dead_letter_topic(&self.topic.name))
     }
 
     async fn close(mut self) -> Result<(), Error> {

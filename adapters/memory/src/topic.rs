@@ -197,6 +197,10 @@ impl TopicState {
         i
     }
 
+    pub(crate) fn group_name(&self, group: GroupIndex) -> Arc<str> {
+        self.groups[group].name.clone()
+    }
+
     pub(crate) fn find_group(&self, name: &str) -> Option<GroupIndex> {
         self.group_index.get(name).copied()
     }

@@ -26,6 +26,7 @@ use async_nats::jetstream::consumer::pull::{MessagesErrorKind, Stream as PullStr
 use async_nats::jetstream::Context as JetStream;
 use async_nats::{Client, Subject};
 use futures_util::{FutureExt, Stream, StreamExt};
+use wharf::adapter::Description;
 use wharf::{Capabilities, Delivery, Error, MessageId, Origin, Subscriber};
 
 use crate::acker::{CoreAcker, JetStreamAcker, NatsAcker, Progress, Shared};
@@ -296,6 +297,15 @@ impl Subscriber for JetStreamSubscriber {
         jetstream_capabilities()
     }
 
+    fn describe(&self) -> Description {
+        Description::new(
+            "nats-jetstream",
+            format!("{} (stream {})", self.source.subject, self.source.stream),
+        )
+        .group(&self.source.durable)
+        .dead_letters(&self.source.dead_letter_subject)
+    }
+
     async fn close(mut self) -> Result<(), Error> {
         // Hand back before returning, so the next member of the group gets them soon.
         self.shared
@@ -334,6 +344,7 @@ pub struct CoreSubscriber {
     subscription: Option<async_nats::Subscriber>,
     pattern: Arc<str>,
     grouped: bool,
+    queue_group: Option<String>,
     /// The subject of the last message, shared by the next one on the same subject (one
     /// allocation per subject change instead of one per message).
     last_subject: Option<Arc<str>>,
@@ -392,6 +403,7 @@ impl CoreSubscriber {
             subscription: Some(subscription),
             pattern: subject.into(),
             grouped: queue_group.is_some(),
+            queue_group: queue_group.map(str::to_owned),
             last_subject: None,
         })
     }
@@ -436,6 +448,14 @@ impl Subscriber for CoreSubscriber {
 
     fn capabilities(&self) -> Capabilities {
         core_capabilities(self.grouped)
+    }
+
+    fn describe(&self) -> Description {
+        let description = Description::new("nats", &*self.pattern);
+        match &self.queue_group {
+            Some(group) => description.group(group),
+            None => description,
+        }
     }
 
     async fn close(mut self) -> Result<(), Error> {
@@ -497,6 +517,13 @@ impl Subscriber for NatsSubscriber {
         match self {
             NatsSubscriber::Core(s) => s.capabilities(),
             NatsSubscriber::JetStream(s) => s.capabilities(),
+        }
+    }
+
+    fn describe(&self) -> Description {
+        match self {
+            NatsSubscriber::Core(s) => s.describe(),
+            NatsSubscriber::JetStream(s) => s.describe(),
         }
     }
 

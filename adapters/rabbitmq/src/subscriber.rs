@@ -28,6 +28,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
+use wharf::adapter::Description;
 use wharf::{Capabilities, Delivery, Error, Subscriber};
 
 use crate::acker::RabbitAcker;
@@ -360,6 +361,11 @@ impl Subscriber for RabbitSubscriber {
 
     fn capabilities(&self) -> Capabilities {
         capabilities(self.config.queue_type())
+    }
+
+    fn describe(&self) -> Description {
+        Description::new("rabbitmq", self.topology.work_queue())
+            .dead_letters(self.topology.dead_letter_queue())
     }
 
     /// Cancels the consumer and closes channels and connection: deliveries the broker

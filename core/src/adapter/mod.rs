@@ -156,6 +156,12 @@ pub trait Subscriber:
     /// What the broker promises.
     fn capabilities(&self) -> Capabilities;
 
+    /// What this subscriber reads and where its dead letters go, for the consumer
+    /// catalog ([`App::catalog`](crate::App::catalog)). The default says nothing.
+    fn describe(&self) -> Description {
+        Description::default()
+    }
+
     /// Closes the subscription after the runtime has settled everything it received.
     /// Messages fetched but never handed out go back to the broker.
     fn close(self) -> impl Future<Output = Result<(), Error>> + Send
@@ -249,4 +255,47 @@ pub struct Capabilities {
     /// is stopping, which means "leave it for the broker to deliver again" (the offset
     /// is not committed past it).
     pub retry_in_lane: bool,
+}
+
+/// What a subscriber reads and where its dead letters go, as
+/// [`Subscriber::describe`] reports it for the consumer catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Description {
+    /// The adapter: `memory`, `rabbitmq`, `kafka`, `nats`, `nats-jetstream`; empty when
+    /// the subscriber does not say.
+    pub broker: &'static str,
+    /// What it reads: a queue, topic(s), subject or stream.
+    pub source: String,
+    /// Its consumer group (a Kafka group, a durable consumer, a queue group), where the
+    /// broker has one apart from the source.
+    pub group: Option<String>,
+    /// Where dead letters go: the adapter's native dead-letter destination, which the
+    /// dead-letter layer's default (`<source>.dlq`) also points to; `None` where the
+    /// broker keeps none (Core NATS).
+    pub dead_letters: Option<String>,
+}
+
+impl Description {
+    /// A description of `broker` reading `source`.
+    pub fn new(broker: &'static str, source: impl Into<String>) -> Self {
+        Description {
+            broker,
+            source: source.into(),
+            group: None,
+            dead_letters: None,
+        }
+    }
+
+    /// With the consumer group.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// With the dead-letter destination.
+    pub fn dead_letters(mut self, destination: impl Into<String>) -> Self {
+        self.dead_letters = Some(destination.into());
+        self
+    }
 }

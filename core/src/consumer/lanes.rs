@@ -24,6 +24,15 @@ pub enum Ordering {
 }
 
 impl Ordering {
+    /// `per-key`, `unordered` or `sequential`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ordering::PerKey => "per-key",
+            Ordering::Unordered => "unordered",
+            Ordering::Sequential => "sequential",
+        }
+    }
+
     /// The lane a message belongs to; `None` runs without a lane.
     pub(crate) fn lane_of(self, message: &Message) -> Option<Bytes> {
         match self {

@@ -96,6 +96,7 @@ pub struct Consumer<S, Svc> {
     retry_delay: Duration,
     max_attempts: u32,
     stop_when_idle: Option<Duration>,
+    retry_description: Option<String>,
 }
 
 impl<S, Svc> Consumer<S, Svc>
@@ -123,6 +124,36 @@ where
             retry_delay: Duration::from_secs(1),
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             stop_when_idle: None,
+            retry_description: None,
+        }
+    }
+
+    /// How this consumer retries, in words, for the catalog (`"4 attempts, 1s → 30s
+    /// backoff, then dead letter"`; a retry layer's policy `Debug` does too). The stack
+    /// is opaque to the runtime, so without this the catalog states the runtime's own
+    /// fallback.
+    pub fn describe_retry(mut self, retry: impl Into<String>) -> Self {
+        self.retry_description = Some(retry.into());
+        self
+    }
+
+    /// This consumer's catalog entry: name, owner, what it reads and where its dead
+    /// letters go ([`Subscriber::describe`]), how it retries.
+    pub fn catalog_entry(&self) -> crate::app::CatalogEntry {
+        crate::app::CatalogEntry {
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            source: self.subscriber.describe(),
+            retry: self.retry_description.clone().unwrap_or_else(|| {
+                format!(
+                    "not described (runtime fallback: a transient error is retried after {}, \
+                     dead-lettered from attempt {})",
+                    humantime::format_duration(self.retry_delay),
+                    self.max_attempts
+                )
+            }),
+            max_in_flight: self.max_in_flight,
+            ordering: self.ordering.as_str().to_owned(),
         }
     }
 
