@@ -29,6 +29,7 @@
 //! | [`unacked_message_survives_subscriber_drop`](suite::unacked_message_survives_subscriber_drop) | the same when the subscriber is dropped (a crash) |
 //! | [`order_per_key`](suite::order_per_key) | with [`Ordering::PerKey`](wharf::Ordering::PerKey), each key is handled in publish order, one at a time |
 //! | [`poison_message_dead_lettered`](suite::poison_message_dead_lettered) | an undecodable message is dead-lettered (reason `decode`) and does not stall the stream |
+//! | [`dead_letters_read_and_removed`](suite::dead_letters_read_and_removed) | the client's dead-letter reader lists, reads and removes native dead letters (with their `wharf-dlq-*` headers), and the subscriber's description names the same destination |
 //! | [`retry_then_dead_letter_with_headers`](suite::retry_then_dead_letter_with_headers) | the retry and dead-letter layers on the adapter: three attempts, then one dead letter with the original message and every `wharf-dlq-*` header |
 //! | [`duplicate_is_skipped`](suite::duplicate_is_skipped) | two copies of one message id: the dedup layer runs the handler once |
 //! | [`resume_after_restart`](suite::resume_after_restart) | a second consumer picks up where the first stopped, also across a broker restart |

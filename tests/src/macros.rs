@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             unacked_message_survives_subscriber_drop,
             order_per_key,
             poison_message_dead_lettered,
+            dead_letters_read_and_removed,
             retry_then_dead_letter_with_headers,
             duplicate_is_skipped,
             resume_after_restart,
