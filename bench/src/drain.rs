@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use wharf::{Consumer, Handler, HandlerError, Message, Publisher, Subscriber};
+use wharf::adapter::Subscriber;
+use wharf::{Consumer, Handler, HandlerError, Message, Publisher};
 use wharf_middleware::stack::RecommendedLayer;
 
 use crate::{Sample, Settings, Variant};

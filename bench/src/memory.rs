@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use wharf::{Acker, HandlerError, Message, Outcome};
+use wharf::adapter::Acker;
+use wharf::{HandlerError, Message, Outcome};
 use wharf_memory::MemoryBroker;
 
 use crate::{Settings, Variant};

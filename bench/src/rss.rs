@@ -59,7 +59,7 @@ pub(crate) async fn nats(settings: &Settings) {
 
 /// Drains `subscriber` with the recommended stack and reports the resident set before and
 /// at its peak during the drain.
-async fn measure<S: wharf::Subscriber>(
+async fn measure<S: wharf::adapter::Subscriber>(
     broker: &str,
     settings: &Settings,
     subscriber: S,

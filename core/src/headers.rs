@@ -34,7 +34,7 @@ pub mod names {
     pub const DLQ_FAILED_AT: &str = "wharf-dlq-failed-at";
     /// Set when a dead-letter copy was cut to fit the destination's size limit: what
     /// was cut, `error` (the `wharf-dlq-error` text) and/or `headers=<n>` (that many of
-    /// the original's own headers, largest first). See [`fit`](crate::dead_letter::fit).
+    /// the original's own headers, largest first). See [`fit`](crate::adapter::dead_letter::fit).
     pub const DLQ_TRIMMED: &str = "wharf-dlq-trimmed";
     /// On a Kafka dead-letter topic: a marker record saying the dead letter with this id
     /// was removed (Kafka cannot delete one record); readers skip both.

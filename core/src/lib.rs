@@ -10,9 +10,17 @@
 //!   [`Outcome`] (ack, retry after a delay, dead-letter, drop);
 //! - [`Handler`] and [`HandlerError`]: handlers say what went wrong (transient or
 //!   permanent), never what to do about it;
-//! - the [adapter traits](adapter): a subscriber of deliveries, an acker per delivery, a
-//!   publisher with confirmation, and the broker's [`Capabilities`];
-//! - the [`Consumer`] runtime that settles each delivery exactly once.
+//! - the [`Consumer`] runtime that settles each delivery exactly once, and [`App`] for
+//!   several consumers under one shutdown with one catalog;
+//! - [`Publisher`], to publish with the broker's confirmation;
+//! - for adapter writers, under [`adapter`]: the [`Client`](adapter::Client) surface
+//!   every adapter offers, a subscriber of deliveries, an acker per delivery, the
+//!   broker's [`Capabilities`](adapter::Capabilities), the dead-letter reader, and the
+//!   shared pieces (URL parsing, [`Secret`](adapter::secret::Secret), the dead-letter
+//!   header set).
+//!
+//! The root holds what handler writers use; [`metric_names`] is the one place metric
+//! names live.
 //!
 //! The stack between broker and handler is a `tower::Service<Message, Response =
 //! Outcome, Error = BoxError>`: layers rewrite the outcome, none of them acks. See
@@ -44,22 +52,19 @@
 
 pub mod adapter;
 pub mod app;
-pub mod broker_url;
 pub mod codec;
 pub mod consumer;
-pub mod dead_letter;
 pub mod error;
 pub mod handler;
 pub mod headers;
 pub mod message;
 pub mod metric_names;
 pub mod outcome;
-pub mod secret;
 pub mod shutdown;
 
-pub use adapter::{Acker, Capabilities, Delivery, Publisher, Subscriber};
+pub use adapter::Publisher;
 pub use app::{App, AppReport, CatalogEntry};
-pub use consumer::{Consumer, Ordering, Summary};
+pub use consumer::{Consumer, DeliveryOrder, Summary};
 pub use error::{BoxError, Error, ErrorKind, HandlerError, PublishError, ResultExt};
 pub use handler::{Attempt, FromMessage, FromRef, Handler, HandlerService, Json, Key, State};
 pub use headers::Headers;

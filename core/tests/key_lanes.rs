@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wharf::{Consumer, Handler, HandlerError, Message, Ordering};
+use wharf::{Consumer, DeliveryOrder, Handler, HandlerError, Message};
 
 #[derive(Default)]
 struct Observed {
@@ -86,7 +86,7 @@ async fn sequential_ordering_runs_one_at_a_time() {
     drop(script.tx);
     let observed = Arc::new(Mutex::new(Observed::default()));
     Consumer::new("t", sub, observing_handler(observed.clone()).into_service())
-        .ordering(Ordering::Sequential)
+        .ordering(DeliveryOrder::Sequential)
         .run(std::future::pending())
         .await
         .unwrap();

@@ -19,7 +19,7 @@ use wharf::headers::names;
 use wharf::{BoxError, HandlerError, Message, Origin, Outcome, PublishError, Publisher};
 use wharf_middleware::dead_letter::DeadLetterLayer;
 
-/// A broker with a size limit (counted as `wharf::dead_letter::encoded_len`), or one
+/// A broker with a size limit (counted as `wharf::adapter::dead_letter::encoded_len`), or one
 /// that refuses everything.
 #[derive(Default)]
 struct Broker {
@@ -33,7 +33,7 @@ impl Publisher for Broker {
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError> {
         let too_large = self
             .limit
-            .is_some_and(|limit| wharf::dead_letter::encoded_len(&message) > limit);
+            .is_some_and(|limit| wharf::adapter::dead_letter::encoded_len(&message) > limit);
         if self.refuse_all || too_large {
             return Err(PublishError::new(destination, message, "message too large"));
         }
@@ -62,7 +62,7 @@ async fn a_copy_near_the_limit_is_cut_to_fit_and_lands() {
         .with_key("k")
         .with_header("tenant", "acme")
         .with_origin(Origin::new("orders"));
-    assert!(wharf::dead_letter::encoded_len(&message) < LIMIT);
+    assert!(wharf::adapter::dead_letter::encoded_len(&message) < LIMIT);
     let stack = ServiceBuilder::new()
         .layer(DeadLetterLayer::new(broker.clone()))
         .service(service_fn(fails));
@@ -85,7 +85,7 @@ async fn a_copy_near_the_limit_is_cut_to_fit_and_lands() {
     assert_eq!(h.get_str(names::DLQ_TRIMMED), Some("error"));
     assert_eq!(h.get_str(names::DLQ_REASON), Some("permanent"));
     assert_eq!(h.get_str("tenant"), Some("acme"));
-    assert!(wharf::dead_letter::encoded_len(copy) <= LIMIT);
+    assert!(wharf::adapter::dead_letter::encoded_len(copy) <= LIMIT);
 }
 
 #[tokio::test]

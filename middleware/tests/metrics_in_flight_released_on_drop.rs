@@ -9,8 +9,9 @@ use std::task::{Context, Poll, Waker};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::{service_fn, Service};
+use wharf::metric_names as names;
 use wharf::{BoxError, Message, Origin, Outcome};
-use wharf_middleware::metrics::{names, Metrics};
+use wharf_middleware::metrics::Metrics;
 
 const LABELS: [(&str, &str); 2] = [("consumer", "stuck"), ("source", "jobs")];
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use wharf::metric_names as names;
 use wharf::{BoxError, HandlerError, Message, Origin, Outcome};
 use wharf_memory::{Harness, MemoryBroker};
 use wharf_middleware::dead_letter::DeadLetterLayer;
-use wharf_middleware::metrics::{names, Metrics, MetricsLayer};
+use wharf_middleware::metrics::{Metrics, MetricsLayer};
 
 /// Label pairs, sorted.
 type Labels = Vec<(String, String)>;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower::{Service, ServiceBuilder};
-use wharf::{BoxError, Handler, HandlerError, Message, Ordering as Lanes, Outcome};
+use wharf::{BoxError, DeliveryOrder as Lanes, Handler, HandlerError, Message, Outcome};
 use wharf_memory::{Harness, Report};
 use wharf_middleware::catch_panic::CatchPanicLayer;
 use wharf_middleware::retry::{RetryLayer, RetryPolicy};

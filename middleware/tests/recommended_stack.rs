@@ -176,7 +176,7 @@ async fn undecodable_payload_is_dead_lettered_and_later_messages_still_run() {
     let mut harness = Harness::with_broker(broker, stack)
         .topic("orders")
         .consumer_name("billing")
-        .ordering(wharf::Ordering::Sequential);
+        .ordering(wharf::DeliveryOrder::Sequential);
     let poison = harness.publish(Message::new("{not json"));
     let later: Vec<_> = (0..5)
         .map(|i| harness.publish(Message::new(format!(r#"{{"id":{i}}}"#))))

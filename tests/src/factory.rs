@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use wharf::adapter::{Capabilities, Subscriber};
 use wharf::adapter::{Client, DeadLetterReader};
 use wharf::headers::names;
-use wharf::{Capabilities, Error, Message, Publisher, Subscriber};
+use wharf::{Error, Message, Publisher};
 
 /// How the suite reaches an adapter's broker: its [`Client`], plus what no client
 /// offers (restarting the broker, waiting for a group to settle, the broker's limits).

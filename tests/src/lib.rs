@@ -12,7 +12,7 @@
 //!
 //! Each test in [`suite`] checks one behaviour and panics with a clear message when the
 //! adapter breaks it. A test whose behaviour the adapter does not promise (see
-//! [`Capabilities`](wharf::Capabilities)) returns early after printing a note; nothing
+//! [`Capabilities`](wharf::adapter::Capabilities)) returns early after printing a note; nothing
 //! else is ever skipped.
 //!
 //! | test | behaviour |
@@ -27,7 +27,7 @@
 //! | [`retry_after_delays_without_blocking`](suite::retry_after_delays_without_blocking) | `Retry { after }` waits about `after` and holds up nothing else |
 //! | [`unacked_message_survives_close`](suite::unacked_message_survives_close) | a delivery left unsettled when its subscriber closes is delivered again |
 //! | [`unacked_message_survives_subscriber_drop`](suite::unacked_message_survives_subscriber_drop) | the same when the subscriber is dropped (a crash) |
-//! | [`order_per_key`](suite::order_per_key) | with [`Ordering::PerKey`](wharf::Ordering::PerKey), each key is handled in publish order, one at a time |
+//! | [`order_per_key`](suite::order_per_key) | with [`DeliveryOrder::PerKey`](wharf::DeliveryOrder::PerKey), each key is handled in publish order, one at a time |
 //! | [`poison_message_dead_lettered`](suite::poison_message_dead_lettered) | an undecodable message is dead-lettered (reason `decode`) and does not stall the stream |
 //! | [`dead_letters_read_and_removed`](suite::dead_letters_read_and_removed) | the client's dead-letter reader lists, reads and removes native dead letters (with their `wharf-dlq-*` headers), and the subscriber's description names the same destination |
 //! | [`retry_then_dead_letter_with_headers`](suite::retry_then_dead_letter_with_headers) | the retry and dead-letter layers on the adapter: three attempts, then one dead letter with the original message and every `wharf-dlq-*` header |

@@ -11,11 +11,9 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wharf::adapter::{Acker, Delivery, Subscriber};
 use wharf::tower::Service;
-use wharf::{
-    Acker, BoxError, Consumer, Delivery, Message, MessageId, Outcome, Publisher, Subscriber,
-    Summary,
-};
+use wharf::{BoxError, Consumer, Message, MessageId, Outcome, Publisher, Summary};
 
 use crate::factory::AdapterFactory;
 

@@ -1,7 +1,7 @@
 //! Choose wharf's broker by URL at run time.
 //!
 //! [`connect`] takes a URL and returns an [`AnyClient`]: the same
-//! [`Client`](wharf::adapter::Client) surface every adapter has (`declare`,
+//! [`Client`] surface every adapter has (`declare`,
 //! `subscriber`, `publisher`, `dead_letters`), whose subscriber and publisher plug into
 //! [`Consumer`](wharf::Consumer) and the layers like any adapter's. The same handler
 //! binary then runs on every broker by changing one environment variable.
@@ -54,8 +54,9 @@ mod dispatch;
 mod subscriber;
 
 use async_trait::async_trait;
+use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, DeadLetterReader};
-use wharf::{Capabilities, Error, Message, MessageId, PublishError, Publisher};
+use wharf::{Error, Message, MessageId, PublishError, Publisher};
 
 pub use subscriber::{AnyAcker, AnySettle, AnySubscriber};
 

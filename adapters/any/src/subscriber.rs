@@ -5,8 +5,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
+use wharf::adapter::{Acker, Capabilities, Delivery, Subscriber};
 use wharf::adapter::{Description, Lease};
-use wharf::{Acker, BoxError, Capabilities, Delivery, Error, Outcome, Subscriber};
+use wharf::{BoxError, Error, Outcome};
 
 use crate::dispatch::{each, each_into};
 

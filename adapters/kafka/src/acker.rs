@@ -3,7 +3,7 @@
 //! | outcome | what happens |
 //! |---|---|
 //! | `Ack` | the offset is settled; the partition's watermark moves over every settled offset before the first unsettled one and is stored for the next commit |
-//! | `Retry { after }`, [`RetryMode::Lane`] | the runtime retries in the key's lane and settles only the final outcome ([`Capabilities::retry_in_lane`](wharf::Capabilities::retry_in_lane)); a `Retry` reaching the acker (the consumer is stopping) leaves the offset unsettled, so the message is read again after a restart or rebalance |
+//! | `Retry { after }`, [`RetryMode::Lane`] | the runtime retries in the key's lane and settles only the final outcome ([`Capabilities::retry_in_lane`](wharf::adapter::Capabilities::retry_in_lane)); a `Retry` reaching the acker (the consumer is stopping) leaves the offset unsettled, so the message is read again after a restart or rebalance |
 //! | `Retry { after }`, [`RetryMode::Topic`] | a copy with `wharf-attempt` raised and a not-before time is published to the retry topic; once the broker confirmed it, the offset is settled. If the publish fails the offset stays unsettled (read again after a restart) and the settlement reports the error |
 //! | `DeadLetter(failure)` | the message with the `wharf-dlq-*` headers is published to the dead-letter topic (`<topic>.dlq`); once confirmed, the offset is settled. A failed publish leaves it unsettled, as above |
 //! | `Drop(failure)` | the offset is settled (logged by the runtime) |
@@ -21,10 +21,11 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Notify;
+use wharf::adapter::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
+use wharf::adapter::Acker;
 use wharf::adapter::Lease;
-use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::headers::names;
-use wharf::{Acker, BoxError, Message, Outcome};
+use wharf::{BoxError, Message, Outcome};
 
 use crate::config::{KafkaConfig, RetryMode};
 use crate::error;

@@ -12,8 +12,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message as _};
+use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, Description};
-use wharf::{Capabilities, Error};
+use wharf::Error;
 
 use crate::acker::AckerShared;
 use crate::config::{validate_topic, KafkaConfig, RetryMode};

@@ -48,10 +48,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use wharf::broker_url::{self, decode};
+use wharf::adapter::broker_url::{self, decode};
 use wharf::Error;
 
-pub use wharf::secret::Secret;
+pub use wharf::adapter::secret::Secret;
 
 /// How `Retry { after }` is carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -690,7 +690,7 @@ impl KafkaConfig {
     }
 
     /// The producer's settings: idempotent, `acks=all`.
-    /// The largest record the producer sends, as `wharf::dead_letter::encoded_len`
+    /// The largest record the producer sends, as `wharf::adapter::dead_letter::encoded_len`
     /// counts it: librdkafka's `message.max.bytes` (default 1,000,000) less room for the
     /// record's framing.
     pub(crate) fn max_record_bytes(&self) -> usize {

@@ -7,7 +7,7 @@
 //! a consumer group (classic protocol, or KIP-848 `consumer` with
 //! [`GroupProtocol::Consumer`]); Kafka assigns it partitions. Records of
 //! one partition are handed to the runtime in offset order, and the runtime's key lanes
-//! ([`Ordering::PerKey`](wharf::Ordering::PerKey), the default) run messages of one key
+//! ([`DeliveryOrder::PerKey`](wharf::DeliveryOrder::PerKey), the default) run messages of one key
 //! one after another while **different keys of the same partition run in parallel**, up
 //! to the consumer's `max_in_flight`. Most Kafka consumer frameworks hold one message in
 //! flight per partition; with a 1 ms handler and many keys this is the difference between
@@ -17,7 +17,7 @@
 //! [`offsets`]): never past a message still in flight, so a crash, a rebalance or a
 //! shutdown loses nothing; messages settled after a gap are read again (put the dedup
 //! layer in the stack). Commits happen every `commit_interval`, on every revoke and at
-//! [`close`](wharf::Subscriber::close).
+//! [`close`](wharf::adapter::Subscriber::close).
 //!
 //! **Retry** waits inside the message's key lane by default ([`RetryMode::Lane`]): the
 //! key is held, other keys keep flowing, the partition's watermark waits, order per key

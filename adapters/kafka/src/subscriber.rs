@@ -21,7 +21,7 @@
 //! the watermark is stored with librdkafka (at most 64 offsets or 100 ms behind, at once
 //! when the partition has nothing left in flight) and committed every
 //! `commit_interval`, on every revoke (by librdkafka, before the partition moves) and
-//! at [`close`](wharf::Subscriber::close) (after storing every watermark). Nothing is
+//! at [`close`](wharf::adapter::Subscriber::close) (after storing every watermark). Nothing is
 //! ever committed past an unsettled offset.
 //!
 //! # Rebalances
@@ -65,7 +65,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use wharf::adapter::Description;
-use wharf::{Capabilities, Delivery, Error, Subscriber};
+use wharf::adapter::{Capabilities, Delivery, Subscriber};
+use wharf::Error;
 
 use crate::acker::{AckerShared, KafkaAcker};
 use crate::config::RetryMode;

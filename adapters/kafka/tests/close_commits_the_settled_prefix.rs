@@ -12,7 +12,8 @@ mod mock;
 
 use std::collections::BTreeMap;
 
-use wharf::{Acker as _, Outcome, Subscriber as _};
+use wharf::adapter::{Acker as _, Subscriber as _};
+use wharf::Outcome;
 
 const MESSAGES: usize = 90;
 

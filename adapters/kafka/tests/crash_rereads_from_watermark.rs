@@ -12,7 +12,8 @@ mod mock;
 
 use std::collections::BTreeMap;
 
-use wharf::{Acker as _, Outcome};
+use wharf::adapter::Acker as _;
+use wharf::Outcome;
 
 const MESSAGES: usize = 60;
 
@@ -115,7 +116,7 @@ async fn crash_rereads_from_the_unsettled_offset() {
             acker.settle(Outcome::Ack).await.unwrap();
         }
     }
-    wharf::Subscriber::close(second).await.unwrap();
+    wharf::adapter::Subscriber::close(second).await.unwrap();
     let committed = mock::committed(&bootstrap, &group, &topic).await;
     for (p, end) in &ends {
         assert_eq!(

@@ -60,8 +60,8 @@ async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
         kafka,
         subscriber,
     } = retry_setup("retry-topic", None).await;
-    assert!(wharf::Subscriber::capabilities(&subscriber).native_delay);
-    assert!(!wharf::Subscriber::capabilities(&subscriber).retry_in_lane);
+    assert!(wharf::adapter::Subscriber::capabilities(&subscriber).native_delay);
+    assert!(!wharf::adapter::Subscriber::capabilities(&subscriber).retry_in_lane);
 
     // (id, attempt, source, when)
     type Log = Arc<Mutex<Vec<(String, u32, String, Instant)>>>;
@@ -166,7 +166,8 @@ async fn retry_goes_through_the_retry_topic_and_comes_back_due() {
 /// the next record still flows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extreme_attempt_and_delay_saturate() {
-    use wharf::{Acker as _, Outcome};
+    use wharf::adapter::Acker as _;
+    use wharf::Outcome;
 
     let RetrySetup {
         topic,

@@ -16,7 +16,8 @@ mod common;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use wharf::{Acker as _, Message, Outcome, Publisher as _};
+use wharf::adapter::Acker as _;
+use wharf::{Message, Outcome, Publisher as _};
 use wharf_kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use wharf_kafka::rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use wharf_kafka::rdkafka::ClientConfig;

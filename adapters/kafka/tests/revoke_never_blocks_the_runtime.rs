@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wharf::{Acker as _, Outcome};
+use wharf::adapter::Acker as _;
+use wharf::Outcome;
 use wharf_kafka::KafkaClient;
 
 const MESSAGES: usize = 30;

@@ -3,7 +3,8 @@
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
-use wharf::{Acker, BoxError, Outcome};
+use wharf::adapter::Acker;
+use wharf::{BoxError, Outcome};
 
 use crate::topic::{GroupIndex, Settled, Topic, Wake};
 

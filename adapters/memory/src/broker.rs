@@ -8,7 +8,7 @@ use std::task::Poll;
 use async_trait::async_trait;
 use wharf::{Error, Message, MessageId, PublishError, Publisher};
 
-use crate::inspect::{DeadLetter, DeliveryRecord};
+use crate::inspect::{DeliveryRecord, NativeDeadLetter};
 use crate::subscriber::MemorySubscriber;
 use crate::topic::{GroupIndex, Topic};
 
@@ -116,7 +116,7 @@ impl MemoryBroker {
     }
 
     /// What the in-memory broker promises (the same for every subscriber).
-    pub fn capabilities(&self) -> wharf::Capabilities {
+    pub fn capabilities(&self) -> wharf::adapter::Capabilities {
         crate::subscriber::capabilities()
     }
 
@@ -241,7 +241,7 @@ impl MemoryBroker {
     /// Messages `group` dead-lettered through the native path (settled `DeadLetter`
     /// without a dead-letter layer), as they were published. The same messages, with
     /// the `wharf-dlq-*` headers, are on topic `<topic>.dlq`.
-    pub fn native_dead_letters(&self, topic: &str, group: &str) -> Vec<DeadLetter> {
+    pub fn native_dead_letters(&self, topic: &str, group: &str) -> Vec<NativeDeadLetter> {
         self.with_group(topic, group, |st, g| st.dead_letters(g))
             .unwrap_or_default()
     }

@@ -1,8 +1,9 @@
 //! The [`Client`] surface of the in-memory broker, and its dead-letter reader.
 
 use async_trait::async_trait;
+use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, DeadLetterReader};
-use wharf::{Capabilities, Error, Message, MessageId};
+use wharf::{Error, Message, MessageId};
 
 use crate::broker::{dead_letter_topic, MemoryBroker};
 use crate::subscriber::MemorySubscriber;

@@ -1,10 +1,10 @@
 //! A test harness for handlers and stacks: publish, run until idle, assert.
 
 use tower::Service;
-use wharf::{BoxError, Consumer, Message, MessageId, Ordering, Outcome, Summary};
+use wharf::{BoxError, Consumer, DeliveryOrder, Message, MessageId, Outcome, Summary};
 
 use crate::broker::MemoryBroker;
-use crate::inspect::{DeadLetter, DeliveryRecord};
+use crate::inspect::{DeliveryRecord, NativeDeadLetter};
 
 /// Runs a handler or a whole stack against an in-memory topic and reports what happened
 /// to every message.
@@ -47,7 +47,7 @@ pub struct Harness<S> {
     consumer: String,
     service: S,
     max_in_flight: usize,
-    ordering: Ordering,
+    ordering: DeliveryOrder,
 }
 
 impl<S> Harness<S>
@@ -70,7 +70,7 @@ where
             consumer: "test".into(),
             service,
             max_in_flight: 64,
-            ordering: Ordering::PerKey,
+            ordering: DeliveryOrder::PerKey,
         }
     }
 
@@ -95,7 +95,7 @@ where
     }
 
     /// The consumer's ordering (default per key).
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    pub fn ordering(mut self, ordering: DeliveryOrder) -> Self {
         self.ordering = ordering;
         self
     }
@@ -151,7 +151,7 @@ pub struct Report {
     summary: Summary,
     records: Vec<DeliveryRecord>,
     dead_letters: Vec<Message>,
-    native_dead_letters: Vec<DeadLetter>,
+    native_dead_letters: Vec<NativeDeadLetter>,
 }
 
 impl Report {
@@ -204,7 +204,7 @@ impl Report {
     }
 
     /// Messages dead-lettered through the broker's native path (no dead-letter layer).
-    pub fn native_dead_letters(&self) -> &[DeadLetter] {
+    pub fn native_dead_letters(&self) -> &[NativeDeadLetter] {
         &self.native_dead_letters
     }
 

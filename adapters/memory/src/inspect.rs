@@ -49,7 +49,7 @@ impl DeliveryRecord {
 /// A message dead-lettered through the broker's native path (a `DeadLetter` settlement
 /// with no dead-letter layer in the stack).
 #[derive(Debug, Clone)]
-pub struct DeadLetter {
+pub struct NativeDeadLetter {
     /// The message as published.
     pub message: Message,
     /// Why it was given up on.

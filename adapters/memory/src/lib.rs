@@ -46,5 +46,5 @@ pub use acker::MemoryAcker;
 pub use broker::{MemoryBroker, MemoryBrokerBuilder};
 pub use client::MemoryDeadLetters;
 pub use harness::{Harness, Report};
-pub use inspect::{DeadLetter, DeliveryRecord};
+pub use inspect::{DeliveryRecord, NativeDeadLetter};
 pub use subscriber::MemorySubscriber;

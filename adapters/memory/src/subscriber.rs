@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use wharf::adapter::Description;
-use wharf::{Capabilities, Delivery, Error, Subscriber};
+use wharf::adapter::{Capabilities, Delivery, Subscriber};
+use wharf::Error;
 
 use crate::acker::MemoryAcker;
 use crate::topic::{GroupIndex, Topic};

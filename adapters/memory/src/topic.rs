@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
-use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::adapter::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
 use wharf::{Message, MessageId, Origin, Outcome};
 
-use crate::inspect::{DeadLetter, DeliveryRecord};
+use crate::inspect::{DeliveryRecord, NativeDeadLetter};
 
 /// Identifies a group within its topic.
 pub(crate) type GroupIndex = usize;
@@ -50,7 +50,7 @@ struct Group {
     idle_waiters: Vec<(u64, Waker)>,
     next_subscriber: u64,
     records: BTreeMap<u64, DeliveryRecord>,
-    dead_letters: Vec<DeadLetter>,
+    dead_letters: Vec<NativeDeadLetter>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -315,7 +315,7 @@ impl TopicState {
                     &g.name,
                     DEFAULT_MAX_ERROR_LEN,
                 ));
-                g.dead_letters.push(DeadLetter {
+                g.dead_letters.push(NativeDeadLetter {
                     message,
                     failure: failure.clone(),
                     attempts,
@@ -426,7 +426,7 @@ impl TopicState {
         self.groups[group].records.values().cloned().collect()
     }
 
-    pub(crate) fn dead_letters(&self, group: GroupIndex) -> Vec<DeadLetter> {
+    pub(crate) fn dead_letters(&self, group: GroupIndex) -> Vec<NativeDeadLetter> {
         self.groups[group].dead_letters.clone()
     }
 

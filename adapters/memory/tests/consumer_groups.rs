@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
-use wharf::{Acker, Message, Outcome};
+use wharf::adapter::Acker;
+use wharf::{Message, Outcome};
 use wharf_memory::MemoryBroker;
 
 #[tokio::test]

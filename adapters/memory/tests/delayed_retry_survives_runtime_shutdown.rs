@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use wharf::{Acker, Message, Outcome};
+use wharf::adapter::Acker;
+use wharf::{Message, Outcome};
 use wharf_memory::MemoryBroker;
 
 #[test]

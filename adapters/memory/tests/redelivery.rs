@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use wharf::{Acker, Failure, FailureReason, Message, Outcome, Subscriber};
+use wharf::adapter::{Acker, Subscriber};
+use wharf::{Failure, FailureReason, Message, Outcome};
 use wharf_memory::MemoryBroker;
 
 #[tokio::test(start_paused = true)]

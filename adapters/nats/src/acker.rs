@@ -20,7 +20,7 @@
 //!
 //! **Core NATS** (at-most-once): settling does nothing; the broker already forgot the
 //! message. Core subscribers declare
-//! [`retry_in_lane`](wharf::Capabilities::retry_in_lane), so the runtime carries out
+//! [`retry_in_lane`](wharf::adapter::Capabilities::retry_in_lane), so the runtime carries out
 //! every `Retry` itself (in the message's lane, `Message::attempt` raised per run, also
 //! while draining at shutdown) and a retry policy ends in a dead letter, never a silent
 //! loss. Only a `Retry` still waiting at the shutdown deadline, or a `DeadLetter` with no
@@ -37,8 +37,9 @@ use async_nats::jetstream::{AckKind, Context};
 use async_nats::{Client, Subject};
 use bytes::Bytes;
 use slab::Slab;
-use wharf::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
-use wharf::{Acker, BoxError, Message, Outcome};
+use wharf::adapter::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
+use wharf::adapter::Acker;
+use wharf::{BoxError, Message, Outcome};
 
 use crate::error;
 use crate::message::to_headers;

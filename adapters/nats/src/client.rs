@@ -181,7 +181,7 @@ impl NatsClient {
     }
 
     /// What subscribers of this client promise.
-    pub fn capabilities(&self) -> wharf::Capabilities {
+    pub fn capabilities(&self) -> wharf::adapter::Capabilities {
         match self.is_jetstream() {
             true => crate::subscriber::jetstream_capabilities(),
             false => crate::subscriber::core_capabilities(true),
@@ -277,7 +277,7 @@ impl WharfClient for NatsClient {
     type Publisher = NatsPublisher;
     type DeadLetters = NatsDeadLetters;
 
-    fn capabilities(&self) -> wharf::Capabilities {
+    fn capabilities(&self) -> wharf::adapter::Capabilities {
         NatsClient::capabilities(self)
     }
 

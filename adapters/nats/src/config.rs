@@ -49,10 +49,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use url::Url;
-use wharf::broker_url::{self, decode};
+use wharf::adapter::broker_url::{self, decode};
 use wharf::Error;
 
-pub use wharf::secret::Secret;
+pub use wharf::adapter::secret::Secret;
 
 /// How the client authenticates.
 #[derive(Clone, Default, PartialEq, Eq)]

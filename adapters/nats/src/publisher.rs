@@ -87,7 +87,7 @@ impl NatsPublisher {
     }
 }
 
-/// The largest message the server takes, as `wharf::dead_letter::encoded_len` counts it:
+/// The largest message the server takes, as `wharf::adapter::dead_letter::encoded_len` counts it:
 /// the server's `max_payload` (headers and payload together; 1 MiB by default) less room
 /// for the `NATS/1.0` header block and the ids the adapter adds.
 pub(crate) fn max_message_bytes(client: &Client) -> usize {

@@ -27,7 +27,8 @@ use async_nats::jetstream::Context as JetStream;
 use async_nats::{Client, Subject};
 use futures_util::{FutureExt, Stream, StreamExt};
 use wharf::adapter::Description;
-use wharf::{Capabilities, Delivery, Error, MessageId, Origin, Subscriber};
+use wharf::adapter::{Capabilities, Delivery, Subscriber};
+use wharf::{Error, MessageId, Origin};
 
 use crate::acker::{CoreAcker, JetStreamAcker, NatsAcker, Progress, Shared};
 use crate::config::JetStreamSource;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `Ack`, `Drop` | `basic.ack` of this delivery (never `multiple`) |
 //! | `Retry { after }` | publishes a copy (same id, key, headers, payload; `wharf-attempt` = attempt + 1) to the retry tier for `after`, waits for the publisher confirm, **then** acks the original. On a quorum queue, `after = 0` is a `basic.reject(requeue)` instead (the broker counts the attempt). |
-//! | `DeadLetter(failure)` | publishes the dead-letter copy (the `wharf-dlq-*` headers, as written by [`wharf::dead_letter::dead_letter_message`]) to `<queue>.dlq`, waits for the confirm, then acks |
+//! | `DeadLetter(failure)` | publishes the dead-letter copy (the `wharf-dlq-*` headers, as written by [`wharf::adapter::dead_letter::dead_letter_message`]) to `<queue>.dlq`, waits for the confirm, then acks |
 //!
 //! Confirm-then-ack can duplicate a message (a crash between the two) but never loses
 //! one. When the copy cannot be published, the original is `basic.nack`ed with requeue
@@ -29,9 +29,10 @@ use std::sync::Arc;
 
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::BasicProperties;
-use wharf::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::adapter::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
+use wharf::adapter::Acker;
 use wharf::headers::names;
-use wharf::{Acker, BoxError, Error, Message, Outcome};
+use wharf::{BoxError, Error, Message, Outcome};
 
 use crate::config::QueueType;
 use crate::error::RabbitError;

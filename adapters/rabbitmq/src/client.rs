@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
+use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, DeadLetterReader};
-use wharf::{Capabilities, Error, Message, MessageId};
+use wharf::{Error, Message, MessageId};
 
 use crate::config::RabbitConfig;
 use crate::error::RabbitError;

@@ -53,8 +53,8 @@ use std::time::Duration;
 
 use lapin::types::ShortString;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use wharf::broker_url::{self, decode};
-use wharf::secret::Secret;
+use wharf::adapter::broker_url::{self, decode};
+use wharf::adapter::secret::Secret;
 use wharf::Error;
 
 /// The type of every queue the adapter declares (work, retry tiers, dead letters).

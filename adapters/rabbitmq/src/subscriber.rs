@@ -29,7 +29,8 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use wharf::adapter::Description;
-use wharf::{Capabilities, Delivery, Error, Subscriber};
+use wharf::adapter::{Capabilities, Delivery, Subscriber};
+use wharf::Error;
 
 use crate::acker::RabbitAcker;
 use crate::config::{QueueType, RabbitConfig};

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use wharf::adapter::{Acker, Delivery, Subscriber};
 use wharf::headers::names;
-use wharf::{
-    Acker, Consumer, Delivery, Handler, HandlerError, Headers, Message, Outcome, Publisher,
-    Subscriber,
-};
+use wharf::{Consumer, Handler, HandlerError, Headers, Message, Outcome, Publisher};
 use wharf_memory::MemoryBroker;
 use wharf_middleware::dead_letter::DeadLetterLayer;
 use wharf_rabbitmq::{

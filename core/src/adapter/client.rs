@@ -83,7 +83,7 @@ pub trait Client: Clone + Send + Sync + 'static {
 ///
 /// A dead letter is the original message (id, key, payload, headers) with the
 /// `wharf-dlq-*` headers (reason, error, source, consumer, attempts, failed-at; see
-/// [`dead_letter_message`](crate::dead_letter::dead_letter_message)). They are kept at a
+/// [`dead_letter_message`](crate::adapter::dead_letter::dead_letter_message)). They are kept at a
 /// *destination* ([`destination`](DeadLetterReader::destination) names it for a
 /// source and group): a queue, a topic, a stream.
 #[async_trait]

@@ -30,7 +30,10 @@
 //!   ignores) and counted in [`Summary::revoked`](crate::Summary::revoked); the new
 //!   owner delivers it again.
 
+pub mod broker_url;
 mod client;
+pub mod dead_letter;
+pub mod secret;
 
 pub use client::{Client, DeadLetterReader};
 
@@ -182,10 +185,10 @@ pub trait Publisher: Send + Sync + 'static {
     async fn publish(&self, destination: &str, message: Message) -> Result<(), PublishError>;
 
     /// The largest message the broker accepts from this publisher, as counted by
-    /// [`dead_letter::encoded_len`](crate::dead_letter::encoded_len) (payload, key and
+    /// [`dead_letter::encoded_len`] (payload, key and
     /// headers), with the broker's own framing already subtracted; `None` if the adapter
     /// knows no limit. The dead-letter paths cut their copies to fit it
-    /// ([`dead_letter::fit`](crate::dead_letter::fit)).
+    /// ([`dead_letter::fit`]).
     fn max_message_bytes(&self) -> Option<usize> {
         None
     }

@@ -43,7 +43,7 @@ pub(crate) struct Entry<A> {
     pub(crate) key: Option<Bytes>,
     pub(crate) acker: A,
     /// The message as delivered, kept only when the runtime retries in the lane
-    /// ([`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane)).
+    /// ([`Capabilities::retry_in_lane`](crate::adapter::Capabilities::retry_in_lane)).
     pub(crate) message: Option<Message>,
 }
 

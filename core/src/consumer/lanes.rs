@@ -12,7 +12,7 @@ use crate::message::Message;
 /// Which messages must run one after another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum Ordering {
+pub enum DeliveryOrder {
     /// Messages with the same key run one after another; different keys and keyless
     /// messages run in parallel. The default.
     #[default]
@@ -23,22 +23,22 @@ pub enum Ordering {
     Sequential,
 }
 
-impl Ordering {
+impl DeliveryOrder {
     /// `per-key`, `unordered` or `sequential`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Ordering::PerKey => "per-key",
-            Ordering::Unordered => "unordered",
-            Ordering::Sequential => "sequential",
+            DeliveryOrder::PerKey => "per-key",
+            DeliveryOrder::Unordered => "unordered",
+            DeliveryOrder::Sequential => "sequential",
         }
     }
 
     /// The lane a message belongs to; `None` runs without a lane.
     pub(crate) fn lane_of(self, message: &Message) -> Option<Bytes> {
         match self {
-            Ordering::PerKey => message.key().cloned(),
-            Ordering::Unordered => None,
-            Ordering::Sequential => Some(Bytes::new()),
+            DeliveryOrder::PerKey => message.key().cloned(),
+            DeliveryOrder::Unordered => None,
+            DeliveryOrder::Sequential => Some(Bytes::new()),
         }
     }
 }

@@ -8,7 +8,7 @@
 //!   than [`max_in_flight`](Consumer::max_in_flight) deliveries are held unsettled. A
 //!   concurrency or rate limit in the stack slows the pulls from the broker instead of
 //!   filling a buffer.
-//! - **Ordering.** With the default [`Ordering::PerKey`], messages with the same key run
+//! - **Order.** With the default [`DeliveryOrder::PerKey`], messages with the same key run
 //!   one after another and different keys run in parallel. A message waiting behind its
 //!   key holds only that key's lane.
 //! - **Settlement.** The stack's outcome is settled through the delivery's acker.
@@ -67,7 +67,7 @@ mod jobs;
 mod lanes;
 mod runner;
 
-pub use lanes::Ordering;
+pub use lanes::DeliveryOrder;
 
 use std::fmt;
 use std::future::Future;
@@ -90,7 +90,7 @@ pub struct Consumer<S, Svc> {
     subscriber: S,
     service: Svc,
     max_in_flight: usize,
-    ordering: Ordering,
+    ordering: DeliveryOrder,
     shutdown_timeout: Duration,
     settle_timeout: Duration,
     retry_delay: Duration,
@@ -118,7 +118,7 @@ where
             subscriber,
             service,
             max_in_flight: 64,
-            ordering: Ordering::PerKey,
+            ordering: DeliveryOrder::PerKey,
             shutdown_timeout: Duration::from_secs(30),
             settle_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
@@ -179,8 +179,8 @@ where
         self
     }
 
-    /// Which messages run one after another (default [`Ordering::PerKey`]).
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    /// Which messages run one after another (default [`DeliveryOrder::PerKey`]).
+    pub fn ordering(mut self, ordering: DeliveryOrder) -> Self {
         self.ordering = ordering;
         self
     }
@@ -311,7 +311,7 @@ pub struct Summary {
     /// Settled `Retry` (including those interrupted by the shutdown deadline).
     pub retried: u64,
     /// `Retry` outcomes the runtime carried out itself, running the message again in its
-    /// lane (adapters with [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane)).
+    /// lane (adapters with [`Capabilities::retry_in_lane`](crate::adapter::Capabilities::retry_in_lane)).
     pub retried_in_lane: u64,
     /// Dead letters: settled `DeadLetter` through the adapter's native path, plus those a
     /// dead-letter layer published and acked (reported with

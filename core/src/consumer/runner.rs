@@ -17,7 +17,7 @@ use tower::Service;
 
 use super::job::{final_outcome, Entry, Finished, Handling, RetryTimer, Settle, Settling};
 use super::jobs::Jobs;
-use super::lanes::{Lanes, Ordering};
+use super::lanes::{DeliveryOrder, Lanes};
 use super::Summary;
 use crate::adapter::{Acker, Delivery, Lease, Subscriber};
 use crate::error::{error_chain, BoxError, Error};
@@ -30,12 +30,12 @@ const BUDGET: usize = 128;
 
 pub(super) struct Limits {
     pub(super) max_in_flight: usize,
-    pub(super) ordering: Ordering,
+    pub(super) ordering: DeliveryOrder,
     pub(super) shutdown_timeout: Duration,
     pub(super) settle_timeout: Duration,
     pub(super) settling: Settling,
     /// The adapter leaves `Retry` to the runtime: see
-    /// [`Capabilities::retry_in_lane`](crate::Capabilities::retry_in_lane).
+    /// [`Capabilities::retry_in_lane`](crate::adapter::Capabilities::retry_in_lane).
     pub(super) retry_in_lane: bool,
     /// The broker delivers again what is handed back (settled `Retry` while stopping).
     /// Where it cannot (Core NATS), in-lane retries go on while draining, until the

@@ -10,9 +10,8 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use wharf::{
-    Acker, BoxError, Capabilities, Delivery, Error, Message, MessageId, Outcome, Subscriber,
-};
+use wharf::adapter::{Acker, Capabilities, Delivery, Subscriber};
+use wharf::{BoxError, Error, Message, MessageId, Outcome};
 
 #[derive(Clone, Default)]
 pub struct Settlements(Arc<Mutex<Vec<(MessageId, Outcome)>>>);

@@ -8,7 +8,7 @@ use wharf::error::{classify, error_chain};
 use wharf::{BoxError, ErrorKind, Failure, Message, Outcome, PublishError, Publisher};
 
 use super::layer::Config;
-use wharf::dead_letter::{dead_letter_message, fit};
+use wharf::adapter::dead_letter::{dead_letter_message, fit};
 
 type Publishing = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send>>;
 
@@ -100,7 +100,7 @@ where
                             tracing::error!(
                                 message_id = %message.id(),
                                 limit,
-                                size = wharf::dead_letter::encoded_len(&letter),
+                                size = wharf::adapter::dead_letter::encoded_len(&letter),
                                 %destination,
                                 "the dead letter exceeds the destination's size limit even with its error text and own headers cut; raise the limit"
                             );

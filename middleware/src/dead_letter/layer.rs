@@ -81,13 +81,13 @@ impl DeadLetterLayer {
     ///
     /// The copy is cut to the publisher's
     /// [`max_message_bytes`](wharf::Publisher::max_message_bytes) first (see
-    /// [`wharf::dead_letter::fit`]), so a message near the broker's limit still gets its
+    /// [`wharf::adapter::dead_letter::fit`]), so a message near the broker's limit still gets its
     /// dead letter.
     pub fn new(publisher: impl Publisher) -> Self {
         DeadLetterLayer {
             publisher: Arc::new(publisher),
             destination: Destination::Suffix(".dlq".into()),
-            max_error_len: wharf::dead_letter::DEFAULT_MAX_ERROR_LEN,
+            max_error_len: wharf::adapter::dead_letter::DEFAULT_MAX_ERROR_LEN,
             retry_after_publish_failure: Duration::from_secs(1),
             max_retry_after_publish_failure: Duration::from_secs(300),
         }

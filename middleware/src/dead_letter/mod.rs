@@ -66,7 +66,7 @@ mod layer;
 
 pub use future::ResponseFuture;
 pub use layer::{DeadLetterLayer, Destination};
-pub use wharf::dead_letter::dead_letter_message;
+pub use wharf::adapter::dead_letter::dead_letter_message;
 
 use std::fmt;
 use std::sync::Arc;

@@ -27,7 +27,8 @@
 //! | `wharf_duplicates_total` | counter | `kind` (`dedup`, `idempotency`) | dedup and idempotency layers | duplicates acked without running the handler |
 //! | `wharf_backlog` | gauge | `partition` (where the broker has partitions) | adapters | messages waiting at the broker for this consumer |
 //!
-//! The names are in [`names`]. In the recommended stack this layer is outermost, so
+//! The names are in [`wharf::metric_names`] (the one place they live, shared with the
+//! adapters). In the recommended stack this layer is outermost, so
 //! `handled{outcome}` is what the runtime settles: a message the dead-letter layer
 //! published is counted as `ack` there and by reason in `wharf_dead_letters_total`.
 //!
@@ -74,7 +75,8 @@
 //! use tower::ServiceBuilder;
 //! use wharf::{Handler, HandlerError, Message};
 //! use wharf_memory::Harness;
-//! use wharf_middleware::metrics::{names, MetricsLayer};
+//! use wharf::metric_names as names;
+//! use wharf_middleware::metrics::MetricsLayer;
 //!
 //! async fn handle(_msg: Message) -> Result<(), HandlerError> {
 //!     Ok(())
@@ -122,34 +124,6 @@ use wharf::{BoxError, Message, Outcome};
 
 use future::InFlight;
 use handles::HandleCache;
-
-/// The names of every wharf metric; see the [module docs](self#metrics) for labels and
-/// meaning.
-pub mod names {
-    use crate::telemetry::names;
-
-    /// `wharf_messages_received_total`: counter, recorded by [`Metrics`](super::Metrics).
-    pub const MESSAGES_RECEIVED: &str = names::RECEIVED;
-    /// `wharf_messages_handled_total{outcome}`: counter, recorded by
-    /// [`Metrics`](super::Metrics).
-    pub const MESSAGES_HANDLED: &str = names::HANDLED;
-    /// `wharf_handler_duration_seconds`: histogram, recorded by [`Metrics`](super::Metrics).
-    pub const HANDLER_DURATION: &str = names::DURATION;
-    /// `wharf_messages_in_flight`: gauge, recorded by [`Metrics`](super::Metrics).
-    pub const MESSAGES_IN_FLIGHT: &str = names::IN_FLIGHT;
-    /// `wharf_retries_total{tier}`: counter, recorded by the retry layer.
-    pub const RETRIES: &str = names::RETRIES;
-    /// `wharf_dead_letters_total{reason}`: counter, recorded by the dead-letter layer.
-    pub const DEAD_LETTERS: &str = names::DEAD_LETTERS;
-    /// `wharf_settle_failures_total{reason}`: counter, recorded by the dead-letter layer
-    /// when a dead letter could not be published (`reason="dead_letter_publish"`).
-    pub const SETTLE_FAILURES: &str = names::SETTLE_FAILURES;
-    /// `wharf_duplicates_total{kind}`: counter, recorded by the dedup and idempotency
-    /// layers.
-    pub const DUPLICATES: &str = names::DUPLICATES;
-    /// `wharf_backlog{partition}`: gauge, recorded by adapters.
-    pub const BACKLOG: &str = names::BACKLOG;
-}
 
 /// Records per-message metrics; see the [module docs](self).
 ///

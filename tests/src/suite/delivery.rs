@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wharf::{Consumer, Handler, HandlerError, Message, MessageId, Outcome, Subscriber};
+use wharf::adapter::Subscriber;
+use wharf::{Consumer, Handler, HandlerError, Message, MessageId, Outcome};
 
 use crate::factory::AdapterFactory;
 use crate::support::{

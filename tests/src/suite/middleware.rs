@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tower::ServiceBuilder;
 use wharf::headers::names;
-use wharf::{Consumer, Handler, HandlerError, Message, Ordering, Publisher};
+use wharf::{Consumer, DeliveryOrder, Handler, HandlerError, Message, Publisher};
 use wharf_middleware::dead_letter::{DeadLetterLayer, Destination};
 use wharf_middleware::dedup::{DedupLayer, MemoryDedupStore};
 use wharf_middleware::retry::{RetryLayer, RetryPolicy};
@@ -172,7 +172,7 @@ pub async fn duplicate_is_skipped<F: AdapterFactory>(f: &F) {
             subscribe(f, &topic, &group).await,
             stack,
         )
-        .ordering(Ordering::Sequential),
+        .ordering(DeliveryOrder::Sequential),
     );
     eventually(
         f.timeout(),

@@ -2,7 +2,7 @@
 //!
 //! Each takes the adapter's [`AdapterFactory`](crate::AdapterFactory), panics with a
 //! clear message when the behaviour is broken, and returns early after printing a note
-//! only when the adapter's [`Capabilities`](wharf::Capabilities) say the behaviour is
+//! only when the adapter's [`Capabilities`](wharf::adapter::Capabilities) say the behaviour is
 //! not promised. [`conformance_tests!`](crate::conformance_tests) runs them all; an
 //! adapter may also call one directly from a test of its own.
 

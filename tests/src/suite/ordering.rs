@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use wharf::{Consumer, Handler, HandlerError, Message, Ordering};
+use wharf::{Consumer, DeliveryOrder, Handler, HandlerError, Message};
 
 use crate::factory::AdapterFactory;
 use crate::support::{
@@ -13,7 +13,7 @@ use crate::support::{
 };
 
 /// Five keys × 50 messages, published interleaved, handled by a [`Consumer`] with
-/// [`Ordering::PerKey`] and a handler that pauses randomly: each key's messages are
+/// [`DeliveryOrder::PerKey`] and a handler that pauses randomly: each key's messages are
 /// handled in publish order, exactly once, and never two of one key at the same time.
 pub async fn order_per_key<F: AdapterFactory>(f: &F) {
     const KEYS: usize = 5;
@@ -69,7 +69,7 @@ pub async fn order_per_key<F: AdapterFactory>(f: &F) {
     let destination = f.destination(&topic);
     let consumer = |subscriber: F::Subscriber| {
         Consumer::new("order-per-key", subscriber, handler.into_service())
-            .ordering(Ordering::PerKey)
+            .ordering(DeliveryOrder::PerKey)
             .max_in_flight(32)
     };
     // Publishing first (where the broker keeps messages for a declared group) fills the

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use wharf::{Consumer, Handler, HandlerError, Message, MessageId, Outcome, Subscriber};
+use wharf::adapter::Subscriber;
+use wharf::{Consumer, Handler, HandlerError, Message, MessageId, Outcome};
 
 use crate::factory::AdapterFactory;
 use crate::support::{

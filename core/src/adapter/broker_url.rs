@@ -15,7 +15,7 @@
 //! quotes the input, the credentials or a decoded password.
 //!
 //! ```
-//! let url = wharf::broker_url::parse("kafka://app:s3cret@h1:9092,h2:9092/orders?group=g", &["kafka"])?;
+//! let url = wharf::adapter::broker_url::parse("kafka://app:s3cret@h1:9092,h2:9092/orders?group=g", &["kafka"])?;
 //! assert_eq!(url.hosts, ["h1:9092", "h2:9092"]);
 //! assert_eq!(url.path, "orders");
 //! assert_eq!(url.query, [("group".to_owned(), "g".to_owned())]);
@@ -115,7 +115,7 @@ pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {
 /// `default_port` when none is given; `field` names it in the error.
 ///
 /// ```
-/// use wharf::broker_url::host_port;
+/// use wharf::adapter::broker_url::host_port;
 /// assert_eq!(host_port("h:5673", 5672, "host")?, ("h".to_owned(), 5673));
 /// assert_eq!(host_port("[::1]", 5672, "host")?, ("::1".to_owned(), 5672));
 /// # Ok::<(), wharf::Error>(())

@@ -6,7 +6,7 @@ use std::fmt;
 /// it cannot reach a log line or an error message by accident.
 ///
 /// ```
-/// let password = wharf::secret::Secret::new("s3cret");
+/// let password = wharf::adapter::secret::Secret::new("s3cret");
 /// assert_eq!(format!("{password:?}"), "***");
 /// assert_eq!(password.expose(), "s3cret");
 /// ```
