@@ -37,10 +37,9 @@ async fn reserve(Json(order): Json<Order>, Attempt(attempt): Attempt) -> Result<
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("WHARF_RABBITMQ_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let config = RabbitConfig::builder_from_url(&url)?
+    let config = RabbitConfig::from_url(&url)?
         .retry_tiers([Duration::from_secs(1), Duration::from_secs(10)])
-        .queue_expires(Duration::from_secs(3600))
-        .build()?;
+        .queue_expires(Duration::from_secs(3600));
     let rabbit = RabbitClient::connect(config).await?;
     let source = format!("orders-{}", std::process::id());
     // Exchange `orders-N`, queue `orders-N.stock` with tiers `.retry.1s`, `.retry.10s`, `.dlq`.

@@ -46,6 +46,7 @@ impl RabbitClient {
     /// Connects (the publisher's connection, so an unreachable broker or wrong
     /// credentials fail here, as [`Error::Connection`]).
     pub async fn connect(config: RabbitConfig) -> Result<Self, Error> {
+        config.validate()?;
         let publisher = RabbitPublisher::connect(&config).await?;
         Ok(RabbitClient { config, publisher })
     }
@@ -57,17 +58,19 @@ impl RabbitClient {
 
     /// What subscribers of this client promise (from the configured queue type).
     pub fn capabilities(&self) -> Capabilities {
-        capabilities(self.config.queue_type())
+        capabilities(self.config.queue_type)
     }
 
     /// The configuration of group `group` on source `source`: exchange `source`, queue
     /// `<source>.<group>`.
     pub fn group_config(&self, source: &str, group: &str) -> Result<RabbitConfig, Error> {
-        self.config
-            .to_builder()
+        let config = self
+            .config
+            .clone()
             .exchange(source)
-            .queue(format!("{source}.{group}"))
-            .build()
+            .queue(format!("{source}.{group}"));
+        config.validate()?;
+        Ok(config)
     }
 
     /// Declares exchange `source` and, for each of `groups`, its queue (bound to the

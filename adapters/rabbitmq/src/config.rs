@@ -1,25 +1,24 @@
-//! Configuration: parsed from an `amqp://` URL, or built field by field.
+//! Configuration: parsed from an `amqp://` URL, or built with setters, the same style
+//! as every adapter's (`FromStr`, consuming setters, [`RabbitConfig::validate`], which
+//! every connecting call runs first).
 //!
 //! ```
 //! use std::time::Duration;
-//! use wharf_rabbitmq::{QueueType, RabbitConfig};
+//! use wharf_rabbitmq::RabbitConfig;
 //!
-//! let config = RabbitConfig::from_url(
-//!     "amqp://app:s3cret@127.0.0.1:5672/%2f?queue=orders&prefetch=32&retry_tiers=1s,10s,60s",
-//! )?;
-//! assert_eq!(config.queue(), Some("orders"));
-//! assert_eq!(config.prefetch(), 32);
-//! assert_eq!(config.queue_type(), QueueType::Quorum);
-//! // The password never prints.
-//! assert!(!format!("{config:?}").contains("s3cret"));
-//!
-//! // The same with the builder, starting from the URL's connection part:
-//! let config = RabbitConfig::builder_from_url("amqp://app:s3cret@127.0.0.1/%2f")?
-//!     .queue("orders")
+//! let from_url: RabbitConfig =
+//!     "amqp://app:s3cret@127.0.0.1:5672/%2f?prefetch=32&retry_tiers=1s,10s".parse()?;
+//! let built = RabbitConfig::new()
+//!     .credentials("app", "s3cret")
 //!     .prefetch(32)
-//!     .retry_tiers([Duration::from_secs(1), Duration::from_secs(10)])
-//!     .build()?;
-//! assert_eq!(config.retry_tiers().len(), 2);
+//!     .retry_tiers([Duration::from_secs(10), Duration::from_secs(1)]);
+//! assert_eq!(from_url, built);
+//! built.validate()?;
+//! // The password never prints.
+//! assert!(!format!("{from_url:?}").contains("s3cret"));
+//! // A bad value names its field:
+//! let err = RabbitConfig::new().prefetch(0).validate().unwrap_err();
+//! assert!(err.to_string().contains("`prefetch`"));
 //! # Ok::<(), wharf::Error>(())
 //! ```
 //!
@@ -80,10 +79,11 @@ impl QueueType {
 
 /// How to reach RabbitMQ and what to consume.
 ///
-/// Build it with [`RabbitConfig::from_url`] or [`RabbitConfig::builder`]; both validate
-/// every field and fail with [`Error::Config`] naming the field. `Debug` never prints the
-/// password.
-#[derive(Clone)]
+/// Parse it from a URL ([`RabbitConfig::from_url`], `str::parse`) or start from
+/// [`RabbitConfig::new`], and change it with the setters; [`validate`](Self::validate)
+/// (run by every connecting call) fails with [`Error::Config`] naming the field. `Debug`
+/// never prints the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RabbitConfig {
     pub(crate) tls: bool,
     pub(crate) host: String,
@@ -112,46 +112,17 @@ impl RabbitConfig {
     /// Default prefetch (`basic.qos`).
     pub const DEFAULT_PREFETCH: u16 = 64;
 
-    /// Parses and validates a configuration from an `amqp://` or `amqps://` URL.
+    /// The defaults: `amqp://guest:guest@127.0.0.1:5672/%2f`, no queue.
+    pub fn new() -> Self {
+        RabbitConfig::default()
+    }
+
+    /// Parses and validates a configuration from an `amqp://` or `amqps://` URL (see
+    /// the [module docs](self)); the setters change it further.
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        Self::builder_from_url(url)?.build()
-    }
-
-    /// A builder initialised from a URL (connection and options), to override fields.
-    pub fn builder_from_url(url: &str) -> Result<RabbitConfigBuilder, Error> {
-        RabbitConfigBuilder::from_url(url)
-    }
-
-    /// A builder with the defaults: `amqp://guest:guest@127.0.0.1:5672/%2f`, no queue.
-    pub fn builder() -> RabbitConfigBuilder {
-        RabbitConfigBuilder::default()
-    }
-
-    /// A builder holding this configuration, to derive another (say, one per queue).
-    pub fn to_builder(&self) -> RabbitConfigBuilder {
-        RabbitConfigBuilder {
-            config: self.clone(),
-        }
-    }
-
-    /// `true` for `amqps://`.
-    pub fn tls(&self) -> bool {
-        self.tls
-    }
-
-    /// The broker's host.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The broker's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The virtual host.
-    pub fn vhost(&self) -> &str {
-        &self.vhost
+        let config = parse_url(url)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// The user name.
@@ -159,67 +130,9 @@ impl RabbitConfig {
         &self.username
     }
 
-    /// The work queue, if one is configured.
-    pub fn queue(&self) -> Option<&str> {
-        self.queue.as_deref()
-    }
-
-    /// The exchange the work queue is bound to, if any.
-    pub fn exchange(&self) -> Option<&str> {
-        self.exchange.as_deref()
-    }
-
-    /// The binding key from the exchange to the work queue.
-    pub fn binding_key(&self) -> &str {
-        &self.binding_key
-    }
-
-    /// The prefetch (`basic.qos`): deliveries in flight per subscriber.
-    pub fn prefetch(&self) -> u16 {
-        self.prefetch
-    }
-
     /// The type of every declared queue.
-    pub fn queue_type(&self) -> QueueType {
+    pub fn queue_kind(&self) -> QueueType {
         self.queue_type
-    }
-
-    /// The consumer tag, if set (else the broker generates one).
-    pub fn consumer_tag(&self) -> Option<&str> {
-        self.consumer_tag.as_deref()
-    }
-
-    /// `true` to declare the topology, `false` to verify it only.
-    pub fn declare(&self) -> bool {
-        self.declare
-    }
-
-    /// The retry tier delays, ascending.
-    pub fn retry_tiers(&self) -> &[Duration] {
-        &self.retry_tiers
-    }
-
-    /// `x-expires` of every declared queue, if set.
-    pub fn queue_expires(&self) -> Option<Duration> {
-        self.queue_expires
-    }
-
-    /// The quorum work queue's `x-delivery-limit` (default 20, RabbitMQ 4's default):
-    /// past it the broker dead-letters the message to `<queue>.dlq` itself, so a
-    /// message that crashes its consumer every time ends there instead of looping (or,
-    /// on RabbitMQ 4 without a dead-letter exchange, being dropped). `None`: no limit.
-    pub fn delivery_limit(&self) -> Option<u32> {
-        self.delivery_limit
-    }
-
-    /// Bound on connecting and declaring the topology.
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// Reconnect backoff: first and largest wait.
-    pub fn reconnect_backoff(&self) -> (Duration, Duration) {
-        (self.reconnect_min, self.reconnect_max)
     }
 
     /// The work queue, or a configuration error naming `queue`.
@@ -254,7 +167,9 @@ impl RabbitConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    /// Checks every field; [`Error::Config`] names the first bad one. Every connecting
+    /// call ([`RabbitClient::connect`](crate::RabbitClient::connect), ...) runs it first.
+    pub fn validate(&self) -> Result<(), Error> {
         if self.tls && !cfg!(feature = "tls") {
             return Err(Error::config(
                 "url",
@@ -386,49 +301,32 @@ impl fmt::Debug for RabbitConfig {
     }
 }
 
-/// Builds a [`RabbitConfig`]; [`build`](Self::build) validates it.
-#[derive(Clone)]
-pub struct RabbitConfigBuilder {
-    config: RabbitConfig,
-}
-
-impl fmt::Debug for RabbitConfigBuilder {
-    /// Everything but the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RabbitConfigBuilder")
-            .field(&self.config)
-            .finish()
-    }
-}
-
-impl Default for RabbitConfigBuilder {
+impl Default for RabbitConfig {
     fn default() -> Self {
-        RabbitConfigBuilder {
-            config: RabbitConfig {
-                tls: false,
-                host: "127.0.0.1".into(),
-                port: 5672,
-                vhost: "/".into(),
-                username: "guest".into(),
-                password: Secret::new("guest"),
-                heartbeat: None,
-                queue: None,
-                exchange: None,
-                binding_key: "#".into(),
-                prefetch: RabbitConfig::DEFAULT_PREFETCH,
-                queue_type: QueueType::Quorum,
-                consumer_tag: None,
-                declare: true,
-                retry_tiers: [1, 2, 5, 10, 30, 60, 300, 600]
-                    .map(Duration::from_secs)
-                    .to_vec(),
-                queue_expires: None,
-                delivery_limit: Some(20),
-                connect_timeout: Duration::from_secs(10),
-                reconnect_min: Duration::from_millis(100),
-                reconnect_max: Duration::from_secs(10),
-                connection_name: "wharf".into(),
-            },
+        RabbitConfig {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 5672,
+            vhost: "/".into(),
+            username: "guest".into(),
+            password: Secret::new("guest"),
+            heartbeat: None,
+            queue: None,
+            exchange: None,
+            binding_key: "#".into(),
+            prefetch: RabbitConfig::DEFAULT_PREFETCH,
+            queue_type: QueueType::Quorum,
+            consumer_tag: None,
+            declare: true,
+            retry_tiers: [1, 2, 5, 10, 30, 60, 300, 600]
+                .map(Duration::from_secs)
+                .to_vec(),
+            queue_expires: None,
+            delivery_limit: Some(20),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            connection_name: "wharf".into(),
         }
     }
 }
@@ -453,174 +351,174 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
     }
 }
 
-impl RabbitConfigBuilder {
-    /// A builder from an `amqp://` or `amqps://` URL (see the [module docs](self)).
-    pub fn from_url(url: &str) -> Result<Self, Error> {
-        // `broker_url` never quotes the input in an error and takes the credentials up to
-        // the last `@`, so no part of a password reaches the host, vhost or options.
-        let parsed = broker_url::parse(url, &["amqp", "amqps"])?;
-        let mut b = RabbitConfigBuilder::default();
-        let c = &mut b.config;
-        c.tls = parsed.scheme == "amqps";
-        let [host] = parsed.hosts.as_slice() else {
-            return Err(Error::config(
-                "host",
-                format!(
-                    "{} hosts given; a RabbitMQ URL names one",
-                    parsed.hosts.len()
-                ),
-            ));
-        };
-        (c.host, c.port) = broker_url::host_port(host, if c.tls { 5671 } else { 5672 }, "host")?;
-        if let Some(userinfo) = &parsed.userinfo {
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            c.username = decode(user, "username")?;
-            c.password = Secret::new(decode(password, "password")?);
-        }
-        c.vhost = if parsed.path.is_empty() {
-            "/".into()
-        } else {
-            parsed.path.clone()
-        };
-        for (key, value) in &parsed.query {
-            let value = value.as_str();
-            match key.as_str() {
-                "queue" => c.queue = Some(value.to_owned()),
-                "exchange" => c.exchange = Some(value.to_owned()),
-                "binding_key" => c.binding_key = value.to_owned(),
-                "prefetch" => {
-                    c.prefetch = value.parse().map_err(|_| {
-                        Error::config(
-                            "prefetch",
-                            format!("`{value}` is not a number in 1..=65535"),
-                        )
-                    })?
-                }
-                "queue_type" => {
-                    c.queue_type = match value {
-                        "quorum" => QueueType::Quorum,
-                        "classic" => QueueType::Classic,
-                        other => {
-                            return Err(Error::config(
-                                "queue_type",
-                                format!("`{other}` is not `quorum` or `classic`"),
-                            ))
-                        }
+/// Parses an `amqp://` or `amqps://` URL (see the [module docs](self)), unvalidated.
+fn parse_url(url: &str) -> Result<RabbitConfig, Error> {
+    // `broker_url` never quotes the input in an error and takes the credentials up to
+    // the last `@`, so no part of a password reaches the host, vhost or options.
+    let parsed = broker_url::parse(url, &["amqp", "amqps"])?;
+    let mut config = RabbitConfig::default();
+    let c = &mut config;
+    c.tls = parsed.scheme == "amqps";
+    let [host] = parsed.hosts.as_slice() else {
+        return Err(Error::config(
+            "host",
+            format!(
+                "{} hosts given; a RabbitMQ URL names one",
+                parsed.hosts.len()
+            ),
+        ));
+    };
+    (c.host, c.port) = broker_url::host_port(host, if c.tls { 5671 } else { 5672 }, "host")?;
+    if let Some(userinfo) = &parsed.userinfo {
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        c.username = decode(user, "username")?;
+        c.password = Secret::new(decode(password, "password")?);
+    }
+    c.vhost = if parsed.path.is_empty() {
+        "/".into()
+    } else {
+        parsed.path.clone()
+    };
+    for (key, value) in &parsed.query {
+        let value = value.as_str();
+        match key.as_str() {
+            "queue" => c.queue = Some(value.to_owned()),
+            "exchange" => c.exchange = Some(value.to_owned()),
+            "binding_key" => c.binding_key = value.to_owned(),
+            "prefetch" => {
+                c.prefetch = value.parse().map_err(|_| {
+                    Error::config(
+                        "prefetch",
+                        format!("`{value}` is not a number in 1..=65535"),
+                    )
+                })?
+            }
+            "queue_type" => {
+                c.queue_type = match value {
+                    "quorum" => QueueType::Quorum,
+                    "classic" => QueueType::Classic,
+                    other => {
+                        return Err(Error::config(
+                            "queue_type",
+                            format!("`{other}` is not `quorum` or `classic`"),
+                        ))
                     }
-                }
-                "consumer_tag" => c.consumer_tag = Some(value.to_owned()),
-                "declare" => c.declare = parse_bool("declare", value)?,
-                "retry_tiers" => {
-                    c.retry_tiers = value
-                        .split(',')
-                        .filter(|s| !s.trim().is_empty())
-                        .map(|s| parse_duration("retry_tiers", s))
-                        .collect::<Result<_, _>>()?
-                }
-                "queue_expires" => c.queue_expires = Some(parse_duration("queue_expires", value)?),
-                "delivery_limit" => {
-                    c.delivery_limit = match value {
-                        "none" => None,
-                        n => Some(n.parse().map_err(|_| {
-                            Error::config(
-                                "delivery_limit",
-                                format!("`{n}` is not a number of deliveries or `none`"),
-                            )
-                        })?),
-                    }
-                }
-                "heartbeat" => {
-                    c.heartbeat = Some(value.parse().map_err(|_| {
-                        Error::config("heartbeat", format!("`{value}` is not a number of seconds"))
-                    })?)
-                }
-                "connect_timeout" => c.connect_timeout = parse_duration("connect_timeout", value)?,
-                "reconnect_min" => c.reconnect_min = parse_duration("reconnect_min", value)?,
-                "reconnect_max" => c.reconnect_max = parse_duration("reconnect_max", value)?,
-                "connection_name" => c.connection_name = value.to_owned(),
-                other => {
-                    return Err(Error::config(
-                        other,
-                        "unknown option (see wharf_rabbitmq::config for the list)",
-                    ))
                 }
             }
+            "consumer_tag" => c.consumer_tag = Some(value.to_owned()),
+            "declare" => c.declare = parse_bool("declare", value)?,
+            "retry_tiers" => {
+                c.retry_tiers = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| parse_duration("retry_tiers", s))
+                    .collect::<Result<_, _>>()?
+            }
+            "queue_expires" => c.queue_expires = Some(parse_duration("queue_expires", value)?),
+            "delivery_limit" => {
+                c.delivery_limit = match value {
+                    "none" => None,
+                    n => Some(n.parse().map_err(|_| {
+                        Error::config(
+                            "delivery_limit",
+                            format!("`{n}` is not a number of deliveries or `none`"),
+                        )
+                    })?),
+                }
+            }
+            "heartbeat" => {
+                c.heartbeat = Some(value.parse().map_err(|_| {
+                    Error::config("heartbeat", format!("`{value}` is not a number of seconds"))
+                })?)
+            }
+            "connect_timeout" => c.connect_timeout = parse_duration("connect_timeout", value)?,
+            "reconnect_min" => c.reconnect_min = parse_duration("reconnect_min", value)?,
+            "reconnect_max" => c.reconnect_max = parse_duration("reconnect_max", value)?,
+            "connection_name" => c.connection_name = value.to_owned(),
+            other => {
+                return Err(Error::config(
+                    other,
+                    "unknown option (see wharf_rabbitmq::config for the list)",
+                ))
+            }
         }
-        b.config.retry_tiers.sort();
-        b.config.retry_tiers.dedup();
-        Ok(b)
     }
+    config.retry_tiers.sort();
+    config.retry_tiers.dedup();
+    Ok(config)
+}
 
+impl RabbitConfig {
     /// Host name or address.
     pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.config.host = host.into();
+        self.host = host.into();
         self
     }
 
     /// Port.
     pub fn port(mut self, port: u16) -> Self {
-        self.config.port = port;
+        self.port = port;
         self
     }
 
     /// Virtual host (`/` by default).
     pub fn vhost(mut self, vhost: impl Into<String>) -> Self {
-        self.config.vhost = vhost.into();
+        self.vhost = vhost.into();
         self
     }
 
     /// User name and password.
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.config.username = username.into();
-        self.config.password = Secret::new(password);
+        self.username = username.into();
+        self.password = Secret::new(password);
         self
     }
 
     /// TLS (`amqps`); needs the `tls` feature.
     pub fn tls(mut self, tls: bool) -> Self {
-        self.config.tls = tls;
+        self.tls = tls;
         self
     }
 
     /// The work queue.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.config.queue = Some(queue.into());
+        self.queue = Some(queue.into());
         self
     }
 
     /// An exchange (topic kind, durable) to bind the work queue to.
     pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
-        self.config.exchange = Some(exchange.into());
+        self.exchange = Some(exchange.into());
         self
     }
 
     /// The binding key from the exchange to the work queue (`#` by default).
     pub fn binding_key(mut self, key: impl Into<String>) -> Self {
-        self.config.binding_key = key.into();
+        self.binding_key = key.into();
         self
     }
 
     /// Prefetch (`basic.qos`): deliveries in flight per subscriber (64 by default).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.config.prefetch = prefetch;
+        self.prefetch = prefetch;
         self
     }
 
     /// Queue type of every declared queue (quorum by default).
     pub fn queue_type(mut self, queue_type: QueueType) -> Self {
-        self.config.queue_type = queue_type;
+        self.queue_type = queue_type;
         self
     }
 
     /// Consumer tag (else generated by the broker).
     pub fn consumer_tag(mut self, tag: impl Into<String>) -> Self {
-        self.config.consumer_tag = Some(tag.into());
+        self.consumer_tag = Some(tag.into());
         self
     }
 
     /// `true` (default) declares the topology; `false` verifies that it exists.
     pub fn declare(mut self, declare: bool) -> Self {
-        self.config.declare = declare;
+        self.declare = declare;
         self
     }
 
@@ -629,52 +527,46 @@ impl RabbitConfigBuilder {
         let mut tiers: Vec<Duration> = tiers.into_iter().collect();
         tiers.sort();
         tiers.dedup();
-        self.config.retry_tiers = tiers;
+        self.retry_tiers = tiers;
         self
     }
 
     /// `x-expires` on every declared queue: the broker deletes a queue unused that long.
     /// For tests and temporary consumers.
     pub fn queue_expires(mut self, expires: Duration) -> Self {
-        self.config.queue_expires = Some(expires);
+        self.queue_expires = Some(expires);
         self
     }
 
     /// The quorum work queue's delivery limit (see [`RabbitConfig::delivery_limit`]);
     /// `None` for no limit.
     pub fn delivery_limit(mut self, limit: Option<u32>) -> Self {
-        self.config.delivery_limit = limit;
+        self.delivery_limit = limit;
         self
     }
 
     /// Heartbeat interval in seconds.
     pub fn heartbeat(mut self, seconds: u16) -> Self {
-        self.config.heartbeat = Some(seconds);
+        self.heartbeat = Some(seconds);
         self
     }
 
     /// Bound on connecting and declaring (10 s by default).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
+        self.connect_timeout = timeout;
         self
     }
 
     /// Reconnect backoff: the first wait, doubled per failure up to `max`.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.config.reconnect_min = min;
-        self.config.reconnect_max = max;
+        self.reconnect_min = min;
+        self.reconnect_max = max;
         self
     }
 
     /// Connection name shown by the management tools (`wharf` by default).
     pub fn connection_name(mut self, name: impl Into<String>) -> Self {
-        self.config.connection_name = name.into();
+        self.connection_name = name.into();
         self
-    }
-
-    /// Validates and returns the configuration.
-    pub fn build(self) -> Result<RabbitConfig, Error> {
-        self.config.validate()?;
-        Ok(self.config)
     }
 }

@@ -15,7 +15,7 @@
 //! absent) plus the broker's count of redeliveries of this copy (`x-delivery-count` on
 //! quorum queues, the default; classic queues only say `redelivered`, counted as one).
 //!
-//! - [`RabbitConfig`]: from an `amqp://` URL or a builder; the password never prints.
+//! - [`RabbitConfig`]: from an `amqp://` URL, changed with setters; the password never prints.
 //! - [`RabbitSubscriber`]: declares the [topology] (work queue, retry tiers, dead-letter
 //!   queue), consumes with a prefetch, reconnects with backoff.
 //! - [`RabbitAcker`]: settles one delivery (see [`acker`] for each outcome).
@@ -60,7 +60,7 @@ pub mod topology;
 
 pub use acker::RabbitAcker;
 pub use client::{RabbitClient, RabbitDeadLetters};
-pub use config::{QueueType, RabbitConfig, RabbitConfigBuilder};
+pub use config::{QueueType, RabbitConfig};
 pub use error::RabbitError;
 pub use publisher::RabbitPublisher;
 pub use subscriber::{capabilities, RabbitSubscriber, SubscriberStats};

@@ -86,6 +86,7 @@ impl fmt::Debug for RabbitPublisher {
 impl RabbitPublisher {
     /// Connects (the configuration's connection part; queue settings are not used).
     pub async fn connect(config: &RabbitConfig) -> Result<Self, Error> {
+        config.validate()?;
         let link = open(config)
             .await
             .map_err(|e| Error::Connection(Box::new(e)))?;

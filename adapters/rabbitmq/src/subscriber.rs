@@ -217,7 +217,10 @@ impl RabbitSubscriber {
         let topology = Arc::new(Topology::new(config)?);
         let config = Arc::new(config.clone());
         let queue: Arc<str> = topology.work_queue().into();
-        let consumer_name: Arc<str> = config.consumer_tag().map_or(queue.clone(), Into::into);
+        let consumer_name: Arc<str> = config
+            .consumer_tag
+            .as_deref()
+            .map_or(queue.clone(), Into::into);
         let stats = Arc::new(SubscriberStats::default());
         let live = start(
             config.clone(),
@@ -261,7 +264,7 @@ impl RabbitSubscriber {
     }
 
     fn backoff(&self) -> Duration {
-        let (min, max) = self.config.reconnect_backoff();
+        let (min, max) = (self.config.reconnect_min, self.config.reconnect_max);
         let factor = 1u32 << self.failures.min(16);
         min.saturating_mul(factor).min(max)
     }
@@ -361,7 +364,7 @@ impl Subscriber for RabbitSubscriber {
     type Acker = RabbitAcker;
 
     fn capabilities(&self) -> Capabilities {
-        capabilities(self.config.queue_type())
+        capabilities(self.config.queue_type)
     }
 
     fn describe(&self) -> Description {

@@ -66,22 +66,24 @@ fn tier_label(d: Duration) -> String {
 }
 
 impl Topology {
-    /// The topology of `config`'s work queue (a configuration error if it has none).
+    /// The topology of `config`'s work queue (a configuration error if it has none, or
+    /// if `config` does not [validate](RabbitConfig::validate)).
     pub fn new(config: &RabbitConfig) -> Result<Self, Error> {
+        config.validate()?;
         let queue = config.require_queue()?.to_owned();
         Ok(Topology {
             tiers: config
-                .retry_tiers()
+                .retry_tiers
                 .iter()
                 .map(|d| (*d, format!("{queue}.retry.{}", tier_label(*d))))
                 .collect(),
             dead_letter_queue: format!("{queue}.dlq"),
-            exchange: config.exchange().map(str::to_owned),
-            binding_key: config.binding_key().to_owned(),
-            queue_type: config.queue_type(),
-            expires: config.queue_expires(),
-            delivery_limit: config.delivery_limit(),
-            declare: config.declare(),
+            exchange: config.exchange.clone(),
+            binding_key: config.binding_key.clone(),
+            queue_type: config.queue_type,
+            expires: config.queue_expires,
+            delivery_limit: config.delivery_limit,
+            declare: config.declare,
             queue,
         })
     }
@@ -325,7 +327,7 @@ pub async fn declare(config: &RabbitConfig) -> Result<Topology, Error> {
             .await
             .map_err(|e| Error::Connection(Box::new(e)))?;
         crate::error::timeout(
-            config.connect_timeout(),
+            config.connect_timeout,
             "declaring the topology",
             topology.declare_inner(&channel),
         )

@@ -25,42 +25,49 @@ fn a_full_url_parses_into_every_field() {
          &connect_timeout=5s&reconnect_min=50ms&reconnect_max=2s&connection_name=billing",
     )
     .unwrap();
-    assert_eq!(c.host(), "rabbit.internal");
-    assert_eq!(c.port(), 5673);
-    assert_eq!(c.vhost(), "prod/orders");
+    let built = RabbitConfig::new()
+        .host("rabbit.internal")
+        .port(5673)
+        .vhost("prod/orders")
+        .credentials("app", "p@ss")
+        .queue("orders")
+        .prefetch(32)
+        .queue_type(QueueType::Classic)
+        .exchange("events")
+        .binding_key("order.*")
+        .consumer_tag("billing")
+        .declare(false)
+        .retry_tiers([600, 1, 10].map(Duration::from_secs))
+        .queue_expires(Duration::from_secs(3600))
+        .heartbeat(30)
+        .connect_timeout(Duration::from_secs(5))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
+        .connection_name("billing");
+    assert_eq!(c, built);
     assert_eq!(c.username(), "app");
-    assert_eq!(c.queue(), Some("orders"));
-    assert_eq!(c.prefetch(), 32);
-    assert_eq!(c.queue_type(), QueueType::Classic);
-    assert_eq!(c.exchange(), Some("events"));
-    assert_eq!(c.binding_key(), "order.*");
-    assert_eq!(c.consumer_tag(), Some("billing"));
-    assert!(!c.declare());
-    assert_eq!(
-        c.retry_tiers(),
-        [
-            Duration::from_secs(1),
-            Duration::from_secs(10),
-            Duration::from_secs(600)
-        ]
-    );
-    assert_eq!(c.queue_expires(), Some(Duration::from_secs(3600)));
-    assert_eq!(
-        c.reconnect_backoff(),
-        (Duration::from_millis(50), Duration::from_secs(2))
-    );
+    assert_eq!(c.queue_kind(), QueueType::Classic);
 }
 
 #[test]
 fn defaults_are_the_local_broker_with_a_quorum_queue() {
     let c = RabbitConfig::from_url("amqp://localhost").unwrap();
-    assert_eq!((c.host(), c.port(), c.vhost()), ("localhost", 5672, "/"));
+    assert_eq!(c, RabbitConfig::new().host("localhost"));
     assert_eq!(c.username(), "guest");
-    assert_eq!(c.queue_type(), QueueType::Quorum);
-    assert_eq!(c.prefetch(), RabbitConfig::DEFAULT_PREFETCH);
-    assert_eq!(c.retry_tiers().len(), 8);
-    assert!(c.declare());
-    assert_eq!(RabbitConfig::from_url("amqp://h/%2f").unwrap().vhost(), "/");
+    assert_eq!(c.queue_kind(), QueueType::Quorum);
+    let defaults = format!("{:?}", RabbitConfig::new());
+    assert!(
+        defaults.contains(&format!("prefetch: {}", RabbitConfig::DEFAULT_PREFETCH)),
+        "{defaults}"
+    );
+    assert!(defaults.contains("declare: true"), "{defaults}");
+    assert_eq!(
+        RabbitConfig::from_url("amqp://h/%2f").unwrap(),
+        RabbitConfig::new().host("h")
+    );
+    assert_eq!(
+        "amqp://h".parse::<RabbitConfig>().unwrap(),
+        RabbitConfig::new().host("h")
+    );
 }
 
 #[test]
@@ -99,27 +106,27 @@ fn amqps_without_the_tls_feature_is_a_config_error() {
 }
 
 #[test]
-fn the_builder_validates_too() {
-    let e = RabbitConfig::builder()
+fn setters_are_validated_before_connecting() {
+    let e = RabbitConfig::new()
         .queue("q")
         .prefetch(0)
-        .build()
+        .validate()
         .unwrap_err();
     assert_eq!(field_of(e), "prefetch");
-    let c = RabbitConfig::builder()
+    let c = RabbitConfig::new()
         .host("h")
         .credentials("u", "p")
         .queue("q")
-        .retry_tiers([Duration::from_secs(5), Duration::from_secs(1)])
-        .build()
-        .unwrap();
+        .retry_tiers([Duration::from_secs(5), Duration::from_secs(1)]);
+    c.validate().unwrap();
     assert_eq!(
-        c.retry_tiers(),
-        [Duration::from_secs(1), Duration::from_secs(5)]
-    );
-    assert_eq!(
-        c.to_builder().queue("other").build().unwrap().queue(),
-        Some("other")
+        c,
+        RabbitConfig::new()
+            .host("h")
+            .credentials("u", "p")
+            .queue("q")
+            .retry_tiers([Duration::from_secs(1), Duration::from_secs(5)]),
+        "tiers are kept sorted"
     );
 }
 
@@ -128,7 +135,7 @@ fn the_password_never_appears_in_debug_or_errors() {
     const SECRET: &str = "hunter2-very-secret";
     let url = format!("amqp://app:{SECRET}@localhost:5672/%2f?queue=orders");
     let c = RabbitConfig::from_url(&url).unwrap();
-    let debug = format!("{c:?} {:?}", c.to_builder());
+    let debug = format!("{c:?} {:?}", c.clone().queue("other"));
     assert!(!debug.contains(SECRET), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
 
@@ -161,4 +168,20 @@ async fn connection_errors_do_not_print_the_password() {
     let e = RabbitPublisher::connect(&c).await.unwrap_err();
     let text = format!("{e} {e:?}");
     assert!(!text.contains(SECRET), "{text}");
+}
+
+/// A setter's bad value fails every connecting call before any connection is tried.
+#[tokio::test]
+async fn connecting_with_a_bad_setting_names_the_field() {
+    let bad = RabbitConfig::new().host("127.0.0.1").port(1).prefetch(0);
+    let e = wharf_rabbitmq::RabbitClient::connect(bad.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(e), "prefetch");
+    let e = RabbitPublisher::connect(&bad).await.unwrap_err();
+    assert_eq!(field_of(e), "prefetch");
+    let e = RabbitSubscriber::connect(&bad.queue("q"))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(e), "prefetch");
 }

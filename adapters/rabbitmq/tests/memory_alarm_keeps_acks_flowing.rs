@@ -55,12 +55,7 @@ impl Drop for Alarm {
 #[ignore = "needs rabbitmq"]
 async fn a_memory_alarm_blocks_copies_never_acks() {
     let queue = common::unique("alarm");
-    let config = common::base()
-        .to_builder()
-        .queue(&queue)
-        .prefetch(5)
-        .build()
-        .unwrap();
+    let config = common::base().queue(&queue).prefetch(5);
     let subscriber = RabbitSubscriber::connect(&config).await.unwrap();
     let publisher = RabbitPublisher::connect(&config).await.unwrap();
     publisher

@@ -40,12 +40,9 @@ fn snapshot(counts: &Counts) -> HashMap<MessageId, usize> {
 async fn dropped_connection_mid_stream_loses_nothing_and_dedup_absorbs_duplicates() {
     let queue = common::unique("reconnect");
     let config = common::base()
-        .to_builder()
         .queue(&queue)
         .prefetch(16)
-        .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2))
-        .build()
-        .unwrap();
+        .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2));
 
     // 1,000 messages, confirmed, before anything consumes.
     let subscriber = RabbitSubscriber::connect(&config).await.unwrap();

@@ -31,7 +31,7 @@ async fn next(sub: &mut RabbitSubscriber) -> Delivery<RabbitAcker> {
 }
 
 fn config(queue: &str) -> RabbitConfig {
-    common::base().to_builder().queue(queue).build().unwrap()
+    common::base().queue(queue)
 }
 
 /// `Retry { after: 1s }` goes through the 1 s tier queue: the message published after
@@ -157,11 +157,7 @@ async fn dead_letters_carry_the_same_headers_as_in_memory() {
 
     // On RabbitMQ, natively (the runtime settles `DeadLetter` through the acker).
     let queue = common::unique("dlq-headers");
-    let config = config(&queue)
-        .to_builder()
-        .consumer_tag(CONSUMER)
-        .build()
-        .unwrap();
+    let config = config(&queue).consumer_tag(CONSUMER);
     topology::declare(&config).await.unwrap();
     let publisher = RabbitPublisher::connect(&config).await.unwrap();
     publisher.publish(&queue, message(&queue)).await.unwrap();
@@ -378,11 +374,7 @@ async fn copies_keep_properties_and_typed_headers() {
 #[ignore = "needs rabbitmq"]
 async fn a_requeue_loop_ends_in_the_dead_letter_queue() {
     let queue = common::unique("delivery-limit");
-    let config = config(&queue)
-        .to_builder()
-        .delivery_limit(Some(2))
-        .build()
-        .unwrap();
+    let config = config(&queue).delivery_limit(Some(2));
     let topo = topology::declare(&config).await.unwrap();
     let publisher = RabbitPublisher::connect(&config).await.unwrap();
     publisher

@@ -35,8 +35,8 @@ async fn a_queue_of_another_type_names_queue_type() {
         .await
         .unwrap();
 
-    let config = common::base().to_builder().queue(&queue).build().unwrap();
-    assert_eq!(config.queue_type(), QueueType::Quorum);
+    let config = common::base().queue(&queue);
+    assert_eq!(config.queue_kind(), QueueType::Quorum);
     let e = RabbitSubscriber::connect(&config).await.unwrap_err();
     let text = e.to_string();
     assert!(text.contains("`queue_type`"), "{text}");
@@ -51,12 +51,7 @@ async fn a_queue_of_another_type_names_queue_type() {
 #[ignore = "needs rabbitmq"]
 async fn declare_false_without_the_topology_says_what_must_exist() {
     let queue = common::unique("absent");
-    let config = common::base()
-        .to_builder()
-        .queue(&queue)
-        .declare(false)
-        .build()
-        .unwrap();
+    let config = common::base().queue(&queue).declare(false);
     let e = RabbitSubscriber::connect(&config).await.unwrap_err();
     let text = e.to_string();
     assert!(text.contains("declare=false"), "{text}");

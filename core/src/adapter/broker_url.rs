@@ -155,12 +155,30 @@ pub fn host_port(host: &str, default_port: u16, field: &str) -> Result<(String, 
     Ok((name.to_owned(), port))
 }
 
-/// Percent-decodes one URL part (`+` stays a plus); `field` names it in the error.
+/// Percent-decodes one URL part: `%XX` becomes that byte; everything else, `+`, `&`, `=`
+/// and a `%` not followed by two hex digits included, is kept as written. `field` names
+/// it in the error (the result must be UTF-8); the value itself is never quoted.
 pub fn decode(s: &str, field: &str) -> Result<String, Error> {
-    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| Error::config(field, "could not be decoded"))
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::config(field, "is not UTF-8 once percent-decoded"))
 }
 
 #[cfg(test)]
@@ -176,6 +194,25 @@ mod tests {
             let e = parse(bad, &["nats"]).unwrap_err().to_string();
             assert!(!e.contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn decoding_keeps_every_character_it_does_not_unescape() {
+        // Failed before: decoding went through a form parser, which cut the value at
+        // `&` (`p?a=1&b` became `p?a=1`).
+        for (written, meant) in [
+            ("p?a=1&b", "p?a=1&b"),
+            ("a+b", "a+b"),
+            ("p%40ss", "p@ss"),
+            ("100%", "100%"),
+            ("%zz%4", "%zz%4"),
+            ("%2f%2F", "//"),
+            ("caf%C3%A9", "café"),
+        ] {
+            assert_eq!(decode(written, "password").unwrap(), meant, "{written}");
+        }
+        let e = decode("%ff%fe", "password").unwrap_err().to_string();
+        assert!(e.contains("`password`") && !e.contains("ff"), "{e}");
     }
 
     #[test]

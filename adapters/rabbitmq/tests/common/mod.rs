@@ -17,7 +17,7 @@ pub fn url() -> String {
 /// three minutes after their last use, so repeated runs do not pile up quorum queues
 /// (which slow the broker's restarts).
 pub fn base() -> RabbitConfig {
-    RabbitConfig::builder_from_url(&url())
+    RabbitConfig::from_url(&url())
         .expect("the test URL parses")
         .retry_tiers([
             Duration::from_millis(100),
@@ -26,8 +26,6 @@ pub fn base() -> RabbitConfig {
         ])
         .queue_expires(Duration::from_secs(180))
         .connect_timeout(Duration::from_secs(30))
-        .build()
-        .expect("the test configuration is valid")
 }
 
 /// A queue name unique to one test run.
