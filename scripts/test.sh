@@ -46,6 +46,10 @@ else
   cargo test --workspace -- --include-ignored
 fi
 
+step "cargo test -p wharf-any alone (no adapter features: a URL needing one names it)"
+# In the workspace run above the examples turn every feature of wharf-any on.
+cargo test -q -p wharf-any --lib
+
 step "cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
