@@ -157,12 +157,14 @@ impl App {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let mut names = Vec::new();
+        let mut task_of = std::collections::HashMap::new();
         for (i, (entry, start)) in self.consumers.into_iter().enumerate() {
             let mut stopped = stopped.clone();
             let signal: BoxFuture<()> = Box::pin(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
-            tasks.spawn(async move { (i, start(signal).await) });
+            let task = tasks.spawn(async move { (i, start(signal).await) });
+            task_of.insert(task.id(), i);
             names.push(entry.name);
         }
         let external = {
@@ -180,10 +182,8 @@ impl App {
                 Ok(done) => done,
                 Err(e) => {
                     // A panic in the runtime itself (handler panics are caught per
-                    // message): stop everything, report it as that consumer's error.
-                    let _ = stop.send(true);
-                    tracing::error!(error = %e, "a consumer task failed");
-                    let i = results.iter().position(Option::is_none).unwrap_or(0);
+                    // message): reported as that consumer's error, which stops the rest.
+                    let i = task_of[&e.id()];
                     (i, Err(Error::Service(Box::new(e))))
                 }
             };

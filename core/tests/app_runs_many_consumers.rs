@@ -198,3 +198,56 @@ fn the_catalog_names_owner_source_dead_letters_and_retry() {
     assert_eq!(json["dead_letters"], "orders.dlq");
     assert_eq!(json["owner"], "team-billing");
 }
+
+/// A subscriber whose stream panics: the consumer's own task dies (not a handler panic,
+/// which the runtime catches per message).
+struct Exploding;
+
+impl futures_util::Stream for Exploding {
+    type Item = Result<wharf::adapter::Delivery<wharf_memory::MemoryAcker>, wharf::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        panic!("the subscriber broke");
+    }
+}
+
+impl wharf::adapter::Subscriber for Exploding {
+    type Acker = wharf_memory::MemoryAcker;
+
+    fn capabilities(&self) -> wharf::adapter::Capabilities {
+        wharf::adapter::Capabilities::default()
+    }
+
+    async fn close(self) -> Result<(), wharf::Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_consumer_is_reported_under_its_own_name() {
+    let broker = published("orders", 1);
+    // Added first and second: the panic must be reported for the second, whatever the
+    // order in which the tasks end.
+    let app = App::new()
+        .consumer(Consumer::new(
+            "billing",
+            broker.subscribe("orders", "billing"),
+            ok.into_service(),
+        ))
+        .consumer(Consumer::new("exploding", Exploding, ok.into_service()))
+        .consumer(Consumer::new(
+            "shipping",
+            broker.subscribe("orders", "shipping"),
+            ok.into_service(),
+        ));
+    let report = tokio::time::timeout(Duration::from_secs(10), app.run(std::future::pending()))
+        .await
+        .expect("a dead consumer task stops the app")
+        .unwrap();
+    let (name, error) = report.first_error().unwrap();
+    assert_eq!(name, "exploding", "{error}");
+    assert!(report.summary("billing").is_some() && report.summary("shipping").is_some());
+}
