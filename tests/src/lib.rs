@@ -61,6 +61,7 @@ mod factory;
 mod macros;
 mod support;
 
+pub mod stores;
 pub mod suite;
 
 pub use factory::{AdapterFactory, DeadLetterRecord};

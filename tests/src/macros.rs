@@ -106,3 +106,51 @@ macro_rules! __conformance_tests {
         )+
     };
 }
+
+/// Expands into one `#[test]` per test in [`stores`](crate::stores), each running against
+/// the [`StoreFactory`](crate::stores::StoreFactory) that `$factory` builds (evaluated
+/// inside the test's runtime; it may `.await`). `ignore = "..."` marks them ignored, as
+/// [`conformance_tests!`] does.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    (ignore = $reason:literal, $factory:expr $(,)?) => {
+        $crate::store_conformance_tests!(@with [#[ignore = $reason]] $factory);
+    };
+    (@with [$(#[$attr:meta])*] $factory:expr) => {
+        $crate::__store_tests!(
+            [$(#[$attr])*] $factory;
+            claim_complete_then_duplicate_skipped,
+            release_lets_the_next_claim_run,
+            expired_lease_lets_another_holder_take_over,
+            stale_holder_cannot_touch_its_successors_claim,
+            late_completion_without_a_successor_is_recorded,
+            retention_window_ends,
+            consumers_never_collide,
+            concurrent_claims_have_one_winner,
+        );
+    };
+    ($factory:expr $(,)?) => {
+        $crate::store_conformance_tests!(@with [] $factory);
+    };
+}
+
+/// Expands one store test per name; support for [`store_conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_tests {
+    (@one [$(#[$attr:meta])*] $factory:expr; $name:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $name() {
+            $crate::__private::run(::std::stringify!($name), async {
+                let factory = $factory;
+                $crate::stores::$name(&factory).await;
+            });
+        }
+    };
+    ($attrs:tt $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            $crate::__store_tests!(@one $attrs $factory; $name);
+        )+
+    };
+}
