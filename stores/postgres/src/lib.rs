@@ -1,7 +1,7 @@
 //! PostgreSQL idempotency store for wharf.
 //!
 //! [`PostgresStore`] implements the idempotency layer's
-//! [`IdempotencyStore`](wharf_middleware::idempotency::IdempotencyStore) in one table
+//! [`IdempotencyStore`] in one table
 //! shared by every replica of a consumer, so a duplicate is skipped whichever replica
 //! receives it, after a restart too, and a key being handled by one replica is never run
 //! by another at the same time.
