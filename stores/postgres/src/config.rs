@@ -16,7 +16,7 @@ use wharf::Error;
 /// | option | default | |
 /// |---|---|---|
 /// | `pool_size` | 16 | connections in the pool |
-/// | `table` | `wharf_claims` | the claim table (a plain lower-case SQL identifier) |
+/// | `table` | `wharf_claims` (store), `wharf_inbox` ([`Inbox`](crate::Inbox)) | the table (a plain lower-case SQL identifier) |
 /// | `connect_timeout` | 10 s | also bounds waiting for a pooled connection (seconds, as tokio-postgres reads it) |
 ///
 /// `Debug` never prints the URL (it may hold a password).
@@ -37,7 +37,8 @@ pub struct PostgresStoreConfig {
     /// The URL without the store's options, handed to tokio-postgres.
     url: Secret,
     pool_size: usize,
-    table: String,
+    /// `None`: the default of what uses it (`wharf_claims`, `wharf_inbox`).
+    table: Option<String>,
     connect_timeout: Duration,
 }
 
@@ -62,7 +63,7 @@ impl PostgresStoreConfig {
         let mut config = PostgresStoreConfig {
             url: Secret::new(base),
             pool_size: 16,
-            table: "wharf_claims".into(),
+            table: None,
             connect_timeout: Duration::from_secs(10),
         };
         let mut passed = Vec::new();
@@ -74,7 +75,7 @@ impl PostgresStoreConfig {
                         Error::config("pool_size", "expected a number of connections, at least 1")
                     })?
                 }
-                "table" => config.table = wharf::adapter::broker_url::decode(value, "table")?,
+                "table" => config.table = Some(wharf::adapter::broker_url::decode(value, "table")?),
                 "connect_timeout" => {
                     let seconds: u64 = value.parse().map_err(|_| {
                         Error::config("connect_timeout", "expected a number of seconds")
@@ -94,7 +95,7 @@ impl PostgresStoreConfig {
 
     /// Checks the options; [`Error::Config`] names the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
-        let t = &self.table;
+        let t = self.table();
         let plain = t.len() <= 48
             && t.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
             && t.chars()
@@ -113,9 +114,14 @@ impl PostgresStoreConfig {
         self.pool_size
     }
 
-    /// The claim table.
+    /// The claim table (`table`, default `wharf_claims`).
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.as_deref().unwrap_or("wharf_claims")
+    }
+
+    /// The inbox table (`table`, default `wharf_inbox`).
+    pub fn inbox_table(&self) -> &str {
+        self.table.as_deref().unwrap_or("wharf_inbox")
     }
 
     /// How long connecting, or waiting for a pooled connection, may take.
@@ -131,7 +137,7 @@ impl PostgresStoreConfig {
 
     /// Sets the claim table (checked by [`validate`](Self::validate)).
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
+        self.table = Some(table.into());
         self
     }
 

@@ -60,6 +60,7 @@
 //! here.
 
 mod config;
+mod inbox;
 mod migrations;
 
 use std::fmt;
@@ -72,6 +73,9 @@ use wharf::{BoxError, Error};
 use wharf_middleware::idempotency::{Claim, ClaimToken, IdempotencyKey, IdempotencyStore};
 
 pub use config::PostgresStoreConfig;
+pub use inbox::{Inbox, InboxHandler};
+/// Re-exported: the transaction an [`InboxHandler`] writes through.
+pub use tokio_postgres::Transaction;
 
 /// The idempotency store on PostgreSQL; see the [crate docs](crate).
 ///
@@ -148,25 +152,9 @@ impl PostgresStore {
     /// Connects (checking the database answers), creates or migrates the table, and
     /// returns the store.
     pub async fn connect(config: PostgresStoreConfig) -> Result<Self, Error> {
-        let pg = config.postgres_config()?;
-        let manager = Manager::from_config(
-            pg,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size())
-            .wait_timeout(Some(config.connect_timeout()))
-            .create_timeout(Some(config.connect_timeout()))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::config("pool_size", e.to_string()))?;
-        let mut client = pool.get().await.map_err(|e| {
-            Error::Connection(format!("connecting to PostgreSQL: {}", pool_error(&e)).into())
-        })?;
-        migrations::apply(&mut client, config.table())
+        let pool = pool(&config)?;
+        let mut client = checked_out(&pool).await?;
+        migrations::apply(&mut client, config.table(), migrations::CLAIMS)
             .await
             .map_err(|e| Error::Connection(format!("creating the claim table: {e}").into()))?;
         drop(client);
@@ -208,6 +196,31 @@ impl PostgresStore {
             }
         })
     }
+}
+
+/// The connection pool `config` describes (nothing connects yet).
+pub(crate) fn pool(config: &PostgresStoreConfig) -> Result<Pool, Error> {
+    let manager = Manager::from_config(
+        config.postgres_config()?,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size())
+        .wait_timeout(Some(config.connect_timeout()))
+        .create_timeout(Some(config.connect_timeout()))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::config("pool_size", e.to_string()))
+}
+
+/// A connection from `pool`: the check that the database answers.
+pub(crate) async fn checked_out(pool: &Pool) -> Result<deadpool_postgres::Object, Error> {
+    pool.get().await.map_err(|e| {
+        Error::Connection(format!("connecting to PostgreSQL: {}", pool_error(&e)).into())
+    })
 }
 
 /// A pool error's text without anything the configuration holds.

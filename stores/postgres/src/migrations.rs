@@ -6,11 +6,18 @@
 
 use tokio_postgres::Client;
 
-/// Every migration, in order: (version, SQL with `{table}` for the table name).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_claims.sql"))];
+/// The claim table's migrations, in order: (version, SQL with `{table}` for its name).
+pub(crate) const CLAIMS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_claims.sql"))];
 
-/// Applies the migrations `table` has not had yet.
-pub(crate) async fn apply(client: &mut Client, table: &str) -> Result<(), tokio_postgres::Error> {
+/// The inbox table's migrations.
+pub(crate) const INBOX: &[(i32, &str)] = &[(1, include_str!("../migrations/inbox_0001.sql"))];
+
+/// Applies the `migrations` `table` has not had yet.
+pub(crate) async fn apply(
+    client: &mut Client,
+    table: &str,
+    migrations: &[(i32, &str)],
+) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
@@ -29,7 +36,7 @@ pub(crate) async fn apply(client: &mut Client, table: &str) -> Result<(), tokio_
         .iter()
         .map(|row| row.get(0))
         .collect();
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in migrations {
         if applied.contains(version) {
             continue;
         }
