@@ -80,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for letter in &letters {
                 let reason = letter.headers().get_str("wharf-dlq-reason").unwrap_or("?");
                 println!("dead letter {} on {destination}: {reason}", letter.id());
-                dead_letters.remove(&destination, letter.id()).await?;
+                dead_letters.remove(&destination, letter).await?;
             }
             assert_eq!(letters.len(), 2, "two dead letters kept");
         }

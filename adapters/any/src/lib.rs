@@ -263,8 +263,8 @@ impl DeadLetterReader for AnyDeadLetters {
         each!(self, AnyDeadLetters, d => d.read(destination, id).await)
     }
 
-    async fn remove(&self, destination: &str, id: &MessageId) -> Result<bool, Error> {
-        each!(self, AnyDeadLetters, d => d.remove(destination, id).await)
+    async fn remove(&self, destination: &str, letter: &Message) -> Result<bool, Error> {
+        each!(self, AnyDeadLetters, d => d.remove(destination, letter).await)
     }
 }
 

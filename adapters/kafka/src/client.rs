@@ -94,21 +94,25 @@ impl KafkaClient {
         self.subscribe(&[source], group).await
     }
 
-    /// Creates topic `source` (with the configuration's [`partitions`](KafkaConfig::partitions))
-    /// and its dead-letter topic (and, with [`RetryMode::Topic`], its retry topic) with
-    /// as many partitions, each unless it exists. A group needs nothing declared: one
+    /// Creates topic `source` (with the configuration's [`partitions`](KafkaConfig::partitions)
+    /// and the broker's default replication factor) and its dead-letter topic (and, with
+    /// [`RetryMode::Topic`], its retry topic) alike, each unless it exists. A group needs nothing declared: one
     /// without a committed offset starts at `offset_reset` (default `earliest`), so it
     /// gets every message retained.
     pub async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
         let _ = groups;
         let partitions = self.config.partition_count();
-        self.create_topic(source, partitions).await?;
-        let mut derived = vec![self.config.dead_letter_topic_for(source)];
+        let mut topics = vec![source.to_owned(), self.config.dead_letter_topic_for(source)];
         if self.config.retry() == RetryMode::Topic {
-            derived.push(self.config.retry_topic_for(source));
+            topics.push(self.config.retry_topic_for(source));
         }
-        for topic in derived {
-            self.create_topic(&topic, partitions).await?;
+        for topic in topics {
+            validate_topic("topic", &topic)?;
+            // The broker's default replication (`default.replication.factor`), as for
+            // the dead-letter topics created at start-up: production clusters replicate.
+            self.create_topics_with(&topic, partitions, TopicReplication::Fixed(-1))
+                .await
+                .map_err(|cause| error::connection(format!("creating topic `{topic}`"), cause))?;
         }
         Ok(())
     }
@@ -321,6 +325,25 @@ impl KafkaClient {
         topic: &str,
         wait: Duration,
     ) -> Result<Vec<wharf::Message>, Error> {
+        self.read(topic, wait, false).await
+    }
+
+    /// Like [`read_topic`](Self::read_topic), but a missing topic, or partitions not
+    /// read to their end within `wait`, is an error instead of fewer records.
+    pub(crate) async fn read_topic_fully(
+        &self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<Vec<wharf::Message>, Error> {
+        self.read(topic, wait, true).await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        wait: Duration,
+        strict: bool,
+    ) -> Result<Vec<wharf::Message>, Error> {
         validate_topic("topic", topic)?;
         let mut config: ClientConfig = self.config.client_config();
         config
@@ -329,7 +352,7 @@ impl KafkaClient {
             .set("enable.partition.eof", "false");
         let consumer: BaseConsumer = config.create().map_err(|e| self.config.creation_error(e))?;
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_all(&consumer, &topic, wait))
+        tokio::task::spawn_blocking(move || read_all(&consumer, &topic, wait, strict))
             .await
             .map_err(|e| error::connection("reading a topic", e))?
     }
@@ -456,6 +479,7 @@ fn read_all(
     consumer: &BaseConsumer,
     topic: &str,
     wait: Duration,
+    strict: bool,
 ) -> Result<Vec<wharf::Message>, Error> {
     let deadline = Instant::now() + wait;
     let metadata = consumer
@@ -467,6 +491,12 @@ fn read_all(
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
+    if strict && partitions.is_empty() {
+        return Err(error::subscribe(
+            format!("topic `{topic}`"),
+            "does not exist",
+        ));
+    }
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
@@ -496,9 +526,21 @@ fn read_all(
                     ends.remove(&record.partition());
                 }
             }
+            Some(Err(e)) if strict => {
+                return Err(error::connection(format!("reading topic `{topic}`"), e))
+            }
             Some(Err(e)) => tracing::debug!(error = %e, "reading a topic"),
             None => {}
         }
+    }
+    if strict && !ends.is_empty() {
+        return Err(error::connection(
+            format!("reading topic `{topic}`"),
+            format!(
+                "{} partition(s) not read to their end within {wait:?}",
+                ends.len()
+            ),
+        ));
     }
     Ok(out)
 }

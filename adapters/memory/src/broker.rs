@@ -187,9 +187,20 @@ impl MemoryBroker {
     /// topic no group reads (a dead-letter topic): [`Error::Config`] naming the topic
     /// otherwise.
     pub fn remove(&self, topic: &str, id: &MessageId) -> Result<usize, Error> {
+        self.remove_where(topic, |m| m.id() == id, usize::MAX)
+    }
+
+    /// Removes up to `max` messages of `topic` for which `matches` holds, oldest first;
+    /// how many. The same restriction as [`remove`](Self::remove).
+    pub fn remove_where(
+        &self,
+        topic: &str,
+        matches: impl FnMut(&Message) -> bool,
+        max: usize,
+    ) -> Result<usize, Error> {
         match self.existing(topic) {
             None => Ok(0),
-            Some(t) => t.lock().remove(id).map_err(|()| {
+            Some(t) => t.lock().remove(matches, max).map_err(|()| {
                 Error::config(
                     "topic",
                     format!(

@@ -1,9 +1,10 @@
 //! The [`Client`] surface of the in-memory broker, and its dead-letter reader.
 
 use async_trait::async_trait;
+use wharf::adapter::dead_letter::same_letter;
 use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, DeadLetterReader};
-use wharf::{Error, Message, MessageId};
+use wharf::{Error, Message};
 
 use crate::broker::{dead_letter_topic, MemoryBroker};
 use crate::subscriber::MemorySubscriber;
@@ -85,7 +86,10 @@ impl DeadLetterReader for MemoryDeadLetters {
         Ok(messages)
     }
 
-    async fn remove(&self, destination: &str, id: &MessageId) -> Result<bool, Error> {
-        Ok(self.broker.remove(destination, id)? > 0)
+    async fn remove(&self, destination: &str, letter: &Message) -> Result<bool, Error> {
+        Ok(self
+            .broker
+            .remove_where(destination, |m| same_letter(m, letter), 1)?
+            > 0)
     }
 }

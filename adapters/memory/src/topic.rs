@@ -10,7 +10,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use wharf::adapter::dead_letter::{dead_letter_message, DEFAULT_MAX_ERROR_LEN};
-use wharf::{Message, MessageId, Origin, Outcome};
+use wharf::{Message, Origin, Outcome};
 
 use crate::inspect::{DeliveryRecord, NativeDeadLetter};
 
@@ -410,16 +410,24 @@ impl TopicState {
         self.log.iter().cloned().collect()
     }
 
-    /// Removes every retained message with id `id`; how many there were. Only a topic
+    /// Removes up to `max` retained messages `matches` picks; how many. Only a topic
     /// no group reads can lose messages this way (a group's offsets would shift):
     /// `Err` otherwise.
-    pub(crate) fn remove(&mut self, id: &MessageId) -> Result<usize, ()> {
+    pub(crate) fn remove(
+        &mut self,
+        mut matches: impl FnMut(&Message) -> bool,
+        max: usize,
+    ) -> Result<usize, ()> {
         if !self.groups.is_empty() {
             return Err(());
         }
-        let before = self.log.len();
-        self.log.retain(|m| m.id() != id);
-        Ok(before - self.log.len())
+        let mut removed = 0;
+        self.log.retain(|m| {
+            let gone = removed < max && matches(m);
+            removed += usize::from(gone);
+            !gone
+        });
+        Ok(removed)
     }
 
     pub(crate) fn records(&self, group: GroupIndex) -> Vec<DeliveryRecord> {

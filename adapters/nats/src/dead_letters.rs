@@ -2,8 +2,9 @@
 
 use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use async_trait::async_trait;
+use wharf::adapter::dead_letter::same_letter;
 use wharf::adapter::DeadLetterReader;
-use wharf::{Error, Message, MessageId};
+use wharf::{Error, Message};
 
 use crate::client::{stream_name, NatsClient};
 use crate::{error, topology};
@@ -15,8 +16,9 @@ use crate::{error, topology};
 /// such a destination is an error saying so).
 ///
 /// The reader finds the stream that captures the subject, reads its messages on that
-/// subject by sequence (a direct get each; no consumer is created) and removes one by
-/// deleting its sequence.
+/// subject by sequence (one get per sequence from the stream's first to its last, so a
+/// large dead-letter stream is slow to read; no consumer is created) and removes one by
+/// deleting its sequence (JetStream never reuses one).
 #[derive(Clone, Debug)]
 pub struct NatsDeadLetters {
     pub(crate) client: NatsClient,
@@ -63,16 +65,16 @@ impl DeadLetterReader for NatsDeadLetters {
         Ok(messages)
     }
 
-    async fn remove(&self, destination: &str, id: &MessageId) -> Result<bool, Error> {
+    async fn remove(&self, destination: &str, letter: &Message) -> Result<bool, Error> {
         let (stream, messages) = self.read(destination).await?;
-        let mut removed = false;
-        for sequence in messages
+        // The letter's sequence, if it is still this dead letter there.
+        let Some(sequence) = messages
             .iter()
-            .filter(|m| m.id() == id)
-            .filter_map(|m| m.origin().offset())
-        {
-            removed |= topology::delete_message(self.client.jetstream(), &stream, sequence).await?;
-        }
-        Ok(removed)
+            .find(|m| same_letter(m, letter))
+            .and_then(|m| m.origin().offset())
+        else {
+            return Ok(false);
+        };
+        topology::delete_message(self.client.jetstream(), &stream, sequence).await
     }
 }

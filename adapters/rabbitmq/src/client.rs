@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
+use wharf::adapter::dead_letter::same_letter;
 use wharf::adapter::Capabilities;
 use wharf::adapter::{Client, DeadLetterReader};
-use wharf::{Error, Message, MessageId};
+use wharf::{Error, Message};
 
 use crate::config::RabbitConfig;
 use crate::error::RabbitError;
@@ -64,18 +65,25 @@ impl RabbitClient {
     /// The configuration of group `group` on source `source`: exchange `source`, queue
     /// `<source>.<group>`.
     pub fn group_config(&self, source: &str, group: &str) -> Result<RabbitConfig, Error> {
+        // `#`: a group gets every message published to the source (the publisher sends
+        // to the exchange with an empty routing key).
         let config = self
             .config
             .clone()
             .exchange(source)
+            .binding_key("#")
             .queue(format!("{source}.{group}"));
         config.validate()?;
         Ok(config)
     }
 
-    /// Declares exchange `source` and, for each of `groups`, its queue (bound to the
-    /// exchange), retry tier queues and dead-letter queue.
+    /// Declares exchange `source` (also with no groups, for a producer that declares
+    /// before any consumer exists) and, for each of `groups`, its queue (bound to the
+    /// exchange with `#`), retry tier queues and dead-letter queue.
     pub async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
+        if groups.is_empty() {
+            return topology::declare_exchange(&self.config, source).await;
+        }
         for group in groups {
             topology::declare(&self.group_config(source, group)?).await?;
         }
@@ -191,10 +199,10 @@ impl DeadLetterReader for RabbitDeadLetters {
         self.sweep(destination, max, |_| false).await
     }
 
-    async fn remove(&self, destination: &str, id: &MessageId) -> Result<bool, Error> {
+    async fn remove(&self, destination: &str, letter: &Message) -> Result<bool, Error> {
         let mut removed = false;
         self.sweep(destination, usize::MAX, |m| {
-            let hit = m.id() == id;
+            let hit = !removed && same_letter(m, letter);
             removed |= hit;
             hit
         })

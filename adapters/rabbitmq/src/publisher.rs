@@ -20,7 +20,8 @@
 //! exists (what [`RabbitClient::declare`](crate::RabbitClient::declare) creates, with a
 //! queue per group bound to it), otherwise the queue of that name. The publisher looks
 //! each bare name up once (a passive `exchange.declare` on a channel of its own) and
-//! remembers the answer. So `publish("orders", ..)` reaches every group subscribed to
+//! remembers the answer (an exchange for good; "no exchange" for five seconds, so one
+//! declared later is found). So `publish("orders", ..)` reaches every group subscribed to
 //! `orders`, and the dead-letter layer's default destination `<queue>.dlq` reaches the
 //! dead-letter queue this adapter declares.
 //!
@@ -46,6 +47,10 @@ use crate::config::RabbitConfig;
 use crate::error::{timeout, RabbitError};
 use crate::message::to_properties;
 
+/// How long a bare name found to be no exchange is taken for a queue before it is looked
+/// up again.
+const NOT_EXCHANGE_TTL: Duration = Duration::from_secs(5);
+
 /// Bound on one publish and its confirmation.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -61,8 +66,10 @@ pub struct RabbitPublisher {
 struct Shared {
     config: RabbitConfig,
     state: Mutex<Option<Link>>,
-    /// Bare destination names looked up so far: `true` for an exchange.
-    exchanges: std::sync::Mutex<HashMap<String, bool>>,
+    /// Bare destination names looked up: `true` for an exchange (kept), `false` with
+    /// when it was looked up (looked up again after [`NOT_EXCHANGE_TTL`], so an
+    /// exchange declared later is found).
+    exchanges: std::sync::Mutex<HashMap<String, Option<std::time::Instant>>>,
 }
 
 /// A connection and its confirm-mode channel.
@@ -128,8 +135,10 @@ impl RabbitPublisher {
 
     /// Whether bare name `name` is an exchange (looked up once, then remembered).
     async fn is_exchange(&self, name: &str) -> Result<bool, RabbitError> {
-        if let Some(&known) = self.exchanges().get(name) {
-            return Ok(known);
+        match self.exchanges().get(name) {
+            Some(None) => return Ok(true),
+            Some(Some(at)) if at.elapsed() < NOT_EXCHANGE_TTL => return Ok(false),
+            _ => {}
         }
         // A passive declare of a missing exchange closes its channel: use one of its own.
         let (_, channel) = self.link(true).await?;
@@ -158,11 +167,12 @@ impl RabbitPublisher {
                 ))
             }
         };
-        self.exchanges().insert(name.to_owned(), is_exchange);
+        let remembered = (!is_exchange).then(std::time::Instant::now);
+        self.exchanges().insert(name.to_owned(), remembered);
         Ok(is_exchange)
     }
 
-    fn exchanges(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+    fn exchanges(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<std::time::Instant>>> {
         self.shared
             .exchanges
             .lock()

@@ -341,6 +341,40 @@ pub async fn declare(config: &RabbitConfig) -> Result<Topology, Error> {
     result
 }
 
+/// Declares the topic exchange `exchange` (durable) alone: what a producer needs before
+/// any consumer group exists (messages published to it are unroutable until a queue is
+/// bound).
+pub async fn declare_exchange(config: &RabbitConfig, exchange: &str) -> Result<(), Error> {
+    config.validate()?;
+    crate::config::short_string("exchange", exchange)?;
+    let connection = crate::connection::connect(config, "topology")
+        .await
+        .map_err(|e| Error::Connection(Box::new(e)))?;
+    let result = async {
+        let channel = crate::connection::channel(&connection).await?;
+        crate::error::timeout(config.connect_timeout, "declaring an exchange", async {
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| RabbitError::amqp(format!("declaring exchange `{exchange}`"), e))
+        })
+        .await?;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok::<_, RabbitError>(())
+    }
+    .await;
+    let _ = connection.close(200, "OK".into()).await;
+    result.map_err(|e| Error::Subscribe(Box::new(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

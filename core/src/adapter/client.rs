@@ -107,7 +107,10 @@ pub trait DeadLetterReader: Send + Sync + fmt::Debug + 'static {
             .find(|m| m.id() == id))
     }
 
-    /// Removes the dead letter with id `id` from `destination` (every copy of it);
-    /// `Ok(false)` if there was none.
-    async fn remove(&self, destination: &str, id: &MessageId) -> Result<bool, Error>;
+    /// Removes `letter` (as [`list`](Self::list) or [`read`](Self::read) returned it)
+    /// from `destination`; `Ok(false)` if it is not there. Only that dead letter goes:
+    /// other groups' dead letters of the same message at a shared destination, or an
+    /// earlier dead letter of it, stay (see
+    /// [`same_letter`](crate::adapter::dead_letter::same_letter)).
+    async fn remove(&self, destination: &str, letter: &Message) -> Result<bool, Error>;
 }

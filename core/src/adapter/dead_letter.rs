@@ -47,6 +47,16 @@ pub fn dead_letter_message(
     copy
 }
 
+/// Whether `a` and `b` are the same dead letter: the same message id, given up on by the
+/// same consumer at the same moment (`wharf-dlq-consumer`, `wharf-dlq-failed-at`). Two
+/// groups' dead letters of one message, or a message dead-lettered again after a replay,
+/// are different dead letters.
+pub fn same_letter(a: &Message, b: &Message) -> bool {
+    a.id() == b.id()
+        && a.headers().get_str(names::DLQ_CONSUMER) == b.headers().get_str(names::DLQ_CONSUMER)
+        && a.headers().get_str(names::DLQ_FAILED_AT) == b.headers().get_str(names::DLQ_FAILED_AT)
+}
+
 /// Bytes a header costs beyond its name and value on any of the brokers (Kafka's
 /// varints, NATS' `: ` and CRLF, AMQP's type tag and lengths), rounded up.
 const HEADER_OVERHEAD: usize = 8;
