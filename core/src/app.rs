@@ -120,6 +120,10 @@ impl App {
     /// Runs every consumer until `shutdown` resolves (or one fails, or all end), then
     /// returns each one's result. Fails before starting anything when two consumers
     /// share a name or there are none. Needs a tokio runtime (consumers are spawned).
+    ///
+    /// Dropping the returned future instead aborts the consumers without draining them:
+    /// what they held unsettled is redelivered by the broker (never lost), but to stop
+    /// gracefully, resolve `shutdown`.
     pub async fn run<F>(self, shutdown: F) -> Result<AppReport, Error>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -167,14 +171,16 @@ impl App {
             task_of.insert(task.id(), i);
             names.push(entry.name);
         }
-        let external = {
+        // Aborted however `run` ends (done, or dropped by its caller), so the caller's
+        // shutdown future does not outlive it.
+        let _external = AbortOnDrop({
             let stop = stop.clone();
             tokio::spawn(async move {
                 shutdown.await;
                 tracing::info!("shutdown requested: stopping every consumer");
                 let _ = stop.send(true);
             })
-        };
+        });
 
         let mut results: Vec<Option<Result<Summary, Error>>> = names.iter().map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
@@ -193,7 +199,6 @@ impl App {
             }
             results[i] = Some(result);
         }
-        external.abort();
         Ok(AppReport {
             consumers: names
                 .into_iter()
@@ -208,6 +213,15 @@ impl App {
                 })
                 .collect(),
         })
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

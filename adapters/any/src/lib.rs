@@ -87,11 +87,20 @@ fn adapter_for(scheme: &str) -> Result<(&'static str, bool), Error> {
 /// off, with the adapter's own configuration errors (naming the field) for a bad URL,
 /// and with the adapter's connection errors when the broker cannot be reached.
 pub async fn connect(url: &str) -> Result<AnyClient, Error> {
+    // Only a well-formed scheme is ever quoted: text before `://` in a malformed URL
+    // could be part of a password.
     let scheme = url
         .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase())
-        .ok_or_else(|| Error::config("url", "expected `<scheme>://...`"))?;
-    let (adapter, enabled) = adapter_for(&scheme)?;
+        .map(|(scheme, _)| scheme)
+        .filter(|s| {
+            s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        })
+        .ok_or_else(|| {
+            Error::config("url", "expected `<scheme>://...` with a lower-case scheme")
+        })?;
+    let (adapter, enabled) = adapter_for(scheme)?;
     if !enabled {
         return Err(Error::config(
             "url",
@@ -282,6 +291,12 @@ mod tests {
 
         let err = connect("no scheme here").await.unwrap_err().to_string();
         assert!(err.contains("<scheme>://"), "{err}");
+        // Text before `://` is quoted only when it is a scheme: here it is a password.
+        let err = connect("p@ss:hunter2://host")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
 
         #[cfg(not(feature = "kafka"))]
         {

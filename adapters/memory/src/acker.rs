@@ -41,13 +41,13 @@ impl MemoryAcker {
             outcome,
             &mut wake,
         );
-        wake.wake();
         match next {
             Settled::Done => {}
             Settled::RetryAfter(delay) => self.schedule(delay),
             Settled::DeadLetter(copy) => {
-                // Also kept in the group's `native_dead_letters`, so a refused publish (an
-                // injected fault) loses nothing.
+                // Before the waiters wake, so whoever sees the group idle finds the dead
+                // letter on `<topic>.dlq`. Also kept in the group's `native_dead_letters`,
+                // so a refused publish (an injected fault) loses nothing.
                 if let Some(dlq) = self.topic.dead_letter_topic() {
                     if dlq.publish(copy).is_err() {
                         tracing::warn!(topic = %dlq.name, "native dead letter refused (injected fault)");
@@ -55,6 +55,7 @@ impl MemoryAcker {
                 }
             }
         }
+        wake.wake();
     }
 
     /// Redelivers after `delay` on tokio's clock (so `tokio::time::pause` skips it).

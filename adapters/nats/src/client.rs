@@ -223,6 +223,8 @@ impl NatsClient {
     /// Joins group `group` on subject `source`: a durable pull consumer on JetStream
     /// (declared first), a queue group on Core NATS.
     pub async fn subscriber(&self, source: &str, group: &str) -> Result<NatsSubscriber, Error> {
+        // An empty queue group would mean none: every member would get every message.
+        crate::config::validate_name("group", group)?;
         if self.is_jetstream() {
             let js = self.jetstream_source(source, group);
             Ok(NatsSubscriber::JetStream(

@@ -546,7 +546,7 @@ pub(crate) fn validate_jetstream(js: &JetStreamSource) -> Result<(), Error> {
 }
 
 /// A stream, consumer or queue-group name: no whitespace, `.`, `*`, `>`, `/` or `\`.
-fn validate_name(field: &str, name: &str) -> Result<(), Error> {
+pub(crate) fn validate_name(field: &str, name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::config(field, "must not be empty"));
     }

@@ -69,9 +69,20 @@ pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {
         .split_once("://")
         .ok_or_else(|| Error::config("url", format!("expected {}", expected())))?;
     if !schemes.contains(&scheme) {
+        // Quoted only when it looks like a scheme: in a malformed URL the text before
+        // `://` may hold a password.
+        let looks_like_one = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        let said = if looks_like_one {
+            format!("unsupported scheme `{scheme}`")
+        } else {
+            "no scheme".to_owned()
+        };
         return Err(Error::config(
             "url",
-            format!("unsupported scheme `{scheme}` (expected {})", expected()),
+            format!("{said} (expected {})", expected()),
         ));
     }
     // The credentials first, up to the last `@` (see the module docs), so that nothing of
@@ -105,9 +116,18 @@ pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {
         userinfo,
         hosts,
         path: decode(path.trim_start_matches('/'), "url path")?,
-        query: form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
+        // Each name and value percent-decoded like the rest of the URL (`+` stays a plus:
+        // a password in an option keeps it).
+        query: query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let name = decode(name, "url query")?;
+                let value = decode(value, &name)?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, Error>>()?,
     })
 }
 
@@ -230,6 +250,14 @@ mod tests {
             assert_eq!(url.path, "t");
             assert_eq!(url.query, [("group".to_owned(), "g".to_owned())]);
         }
+        // A `+` in an option (a password, say) stays a plus.
+        let url = parse("kafka://h:1/t?rdkafka.sasl.password=a+b%26c", &["kafka"]).unwrap();
+        assert_eq!(url.query[0].1, "a+b&c");
+        // Text before `://` is quoted only when it is a scheme.
+        let e = parse("u:hunter2@h://x", &["kafka"])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
         // A `@` in the query must be encoded: `%40` stays in the query.
         let url = parse("kafka://h:1/t?client_id=a%40b", &["kafka"]).unwrap();
         assert_eq!(url.userinfo, None);
