@@ -127,6 +127,7 @@ macro_rules! store_conformance_tests {
             retention_window_ends,
             consumers_never_collide,
             concurrent_claims_have_one_winner,
+            replicas_run_each_effect_once,
         );
     };
     ($factory:expr $(,)?) => {

@@ -17,6 +17,7 @@
 //! | [`retention_window_ends`] | a completion is remembered for its retention window, then the key can run again |
 //! | [`consumers_never_collide`] | the same key under two consumers is two keys |
 //! | [`concurrent_claims_have_one_winner`] | many holders claiming one key at once: exactly one gets it |
+//! | [`replicas_run_each_effect_once`] | two replicas of a consumer (each on its own runtime and thread) sharing the store get copies of the same operations: each takes effect once, no two copies of one run at once |
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -24,6 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_middleware::idempotency::{Claim, ClaimToken, IdempotencyKey, IdempotencyStore};
+
+mod replicas;
+
+pub use replicas::replicas_run_each_effect_once;
 
 /// Creates the store under test.
 pub trait StoreFactory: Send + Sync + 'static {
