@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/brokers.sh
-for b in rabbitmq kafka nats; do "ensure_$b"; done
+for b in rabbitmq kafka nats postgres redis; do "ensure_$b"; done
 # Kafka's own consumer benchmark (kafka-consumer-perf-test.sh) on the bench's backlog.
 export KAFKA_PERF_TEST="java -Xmx512m -cp $(kafka_libs)/* org.apache.kafka.tools.ConsumerPerformance"
 
@@ -26,6 +26,7 @@ $bench --broker rabbitmq --messages 20000  --rounds "$ROUNDS"
 $bench --broker kafka    --messages 500000 --rounds "$ROUNDS"
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3 --in-flight 1024
+$bench --broker stores   --scenario claims --messages 20000 --rounds "$ROUNDS" --in-flight 64
 $bench --broker memory   --scenario backlog-rss --messages 1000000
 $bench --broker nats     --scenario backlog-rss --messages 1000000
 # Per-layer micro-benchmarks (criterion; their own report under target/criterion).

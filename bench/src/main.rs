@@ -17,6 +17,7 @@ mod nats_core;
 mod rabbitmq;
 mod report;
 mod rss;
+mod stores;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,7 +67,7 @@ impl Variant {
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats|nats-core|rabbitmq|kafka [--scenario throughput|key-parallel|backlog-rss] [--messages N] [--size BYTES] [--rounds N] [--in-flight N] [--variant plain|bare|recommended]"
+    "usage: wharf-bench --broker memory|nats|nats-core|rabbitmq|kafka|stores [--scenario throughput|key-parallel|backlog-rss|claims] [--messages N] [--size BYTES] [--rounds N] [--in-flight N] [--variant plain|bare|recommended]"
 }
 
 fn parse() -> Result<(String, String, Settings), String> {
@@ -129,6 +130,10 @@ async fn main() -> ExitCode {
         (_, "throughput") => {}
         ("kafka", "key-parallel") => {
             kafka::key_parallel(&settings).await;
+            return ExitCode::SUCCESS;
+        }
+        ("stores", "claims") => {
+            stores::claims(&settings).await;
             return ExitCode::SUCCESS;
         }
         ("memory", "backlog-rss") => {
