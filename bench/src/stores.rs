@@ -53,8 +53,10 @@ async fn round(store: Arc<dyn IdempotencyStore>, settings: &Settings, round: usi
 
 /// Runs the scenario and prints the table.
 pub(crate) async fn claims(settings: &Settings) {
+    // `WHARF_BENCH_POSTGRES_URL` replaces the URL (to try server options, say).
+    let url = std::env::var("WHARF_BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES.to_owned());
     let postgres = wharf_postgres::PostgresStore::connect(
-        format!("{POSTGRES}&pool_size={}", settings.in_flight.min(32))
+        format!("{url}&pool_size={}", settings.in_flight.min(32))
             .parse()
             .unwrap_or_else(|e| fail("the PostgreSQL URL", e)),
     )
