@@ -103,9 +103,7 @@ impl RabbitClient {
 
     /// The reader of the dead-letter queues.
     pub fn dead_letters(&self) -> RabbitDeadLetters {
-        RabbitDeadLetters {
-            config: self.config.clone(),
-        }
+        RabbitDeadLetters::new(self.config.clone())
     }
 }
 
@@ -147,6 +145,10 @@ pub struct RabbitDeadLetters {
 }
 
 impl RabbitDeadLetters {
+    pub(crate) fn new(config: RabbitConfig) -> Self {
+        RabbitDeadLetters { config }
+    }
+
     /// Takes every message of `queue` (up to `max`) unacked, hands each to `keep`
     /// (which says whether to ack it), then closes the channel: what was not acked goes
     /// back. Returns the messages taken.
