@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use tower::Service;
 
@@ -176,8 +177,15 @@ impl App {
         let _external = AbortOnDrop({
             let stop = stop.clone();
             tokio::spawn(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: stopping every consumer");
+                // A shutdown future that panics stops the consumers too: they are never
+                // left running with nothing that can stop them.
+                let ended = std::panic::AssertUnwindSafe(shutdown).catch_unwind().await;
+                match ended {
+                    Ok(()) => tracing::info!("shutdown requested: stopping every consumer"),
+                    Err(_) => {
+                        tracing::error!("the shutdown future panicked: stopping every consumer")
+                    }
+                }
                 let _ = stop.send(true);
             })
         });

@@ -251,3 +251,22 @@ async fn a_panicking_consumer_is_reported_under_its_own_name() {
     assert_eq!(name, "exploding", "{error}");
     assert!(report.summary("billing").is_some() && report.summary("shipping").is_some());
 }
+
+#[tokio::test]
+async fn a_panicking_shutdown_future_still_stops_the_consumers() {
+    let broker = published("orders", 1);
+    let app = App::new().consumer(Consumer::new(
+        "billing",
+        broker.subscribe("orders", "billing"),
+        ok.into_service(),
+    ));
+    let shutdown = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("the signal handler broke");
+    };
+    let report = tokio::time::timeout(Duration::from_secs(10), app.run(shutdown))
+        .await
+        .expect("the consumers stop although the shutdown future panicked")
+        .unwrap();
+    assert_eq!(report.summary("billing").unwrap().acked, 1);
+}

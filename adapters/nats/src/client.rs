@@ -213,8 +213,9 @@ impl NatsClient {
     pub async fn declare(&self, source: &str, groups: &[&str]) -> Result<(), Error> {
         if self.is_jetstream() {
             for group in groups {
-                self.declare_jetstream(&self.jetstream_source(source, group))
-                    .await?;
+                let js = self.jetstream_source(source, group);
+                self.declare_jetstream(&js).await?;
+                topology::check_captures(&self.js, &js.stream, &js.subject).await?;
             }
         }
         Ok(())
@@ -227,9 +228,10 @@ impl NatsClient {
         crate::config::validate_name("group", group)?;
         if self.is_jetstream() {
             let js = self.jetstream_source(source, group);
-            Ok(NatsSubscriber::JetStream(
-                self.jetstream_subscriber_for(js).await?,
-            ))
+            let (stream, subject) = (js.stream.clone(), js.subject.clone());
+            let subscriber = self.jetstream_subscriber_for(js).await?;
+            topology::check_captures(&self.js, &stream, &subject).await?;
+            Ok(NatsSubscriber::JetStream(subscriber))
         } else {
             let core = CoreSource {
                 subject: source.to_owned(),

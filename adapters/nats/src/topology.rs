@@ -165,3 +165,36 @@ pub(crate) async fn delete_message(js: &Context, name: &str, sequence: u64) -> R
         Err(e) => Err(error::connection(what(), e)),
     }
 }
+
+/// Checks that stream `stream` captures `subject`: where the stream's name is derived from
+/// the subject (the client surface), an existing stream that does not is another
+/// source's (two subjects mapping to one name) or made by hand, and binding it would
+/// publish into nothing.
+pub(crate) async fn check_captures(js: &Context, stream: &str, subject: &str) -> Result<(), Error> {
+    let what = || format!("reading stream `{stream}`");
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| error::connection(what(), e))?;
+    let info = handle
+        .info()
+        .await
+        .map_err(|e| error::connection(what(), e))?;
+    let captured = info
+        .config
+        .subjects
+        .iter()
+        .any(|p| p == subject || crate::config::subject_matches(p, subject));
+    if captured {
+        return Ok(());
+    }
+    Err(Error::config(
+        "source",
+        format!(
+            "stream `{stream}` exists and does not capture subject `{subject}` (it captures \
+             {:?}): another source maps to the same stream name (`.`, `*`, `>`, `/`, `\\` \
+             and whitespace become `_`), or the stream was made by hand",
+            info.config.subjects
+        ),
+    ))
+}
