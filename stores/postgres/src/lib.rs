@@ -59,6 +59,7 @@
 //! (which want a database or offline data at build time) and its own pool for no gain
 //! here.
 
+mod batch;
 mod config;
 mod inbox;
 mod migrations;
@@ -85,6 +86,8 @@ pub struct PostgresStore {
     pool: Pool,
     sql: Arc<Statements>,
     table: Arc<str>,
+    claims: batch::Queue,
+    completions: batch::Queue,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -98,8 +101,8 @@ impl fmt::Debug for PostgresStore {
 
 /// The statements, with the table name in place.
 struct Statements {
-    claim: String,
-    complete: String,
+    claims: Arc<str>,
+    completions: Arc<str>,
     release: String,
     cleanup: String,
 }
@@ -107,31 +110,46 @@ struct Statements {
 impl Statements {
     fn for_table(t: &str) -> Self {
         Statements {
-            // The first branch is the insert or takeover; the second answers for a live
-            // row the insert left alone. A row committed by a concurrent claim after this
-            // statement's snapshot is invisible to the second branch: no row at all, which
-            // means another holder just took the key (in flight).
-            claim: format!(
-                "WITH claimed AS (
+            // Every claim of a batch (see `batch`) in one statement: the insert or
+            // takeover, then the answer per key: claimed by this statement, or the state
+            // of the live row it left alone. A row committed by a concurrent statement
+            // after this one's snapshot is invisible to the join: no live row, which
+            // answers "in flight" (another holder just took the key).
+            claims: format!(
+                "WITH input AS (
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[])
+                         AS i(consumer, key, token, lease)),
+                 claimed AS (
                      INSERT INTO {t} AS c (consumer, key, state, token, until)
-                     VALUES ($1, $2, 0, $3, now() + $4 * interval '1 millisecond')
+                     SELECT consumer, key, 0, token, now() + lease * interval '1 millisecond'
+                         FROM input ORDER BY consumer, key
                      ON CONFLICT (consumer, key) DO UPDATE
                          SET state = 0, token = EXCLUDED.token, until = EXCLUDED.until
                          WHERE c.until <= now()
-                     RETURNING 2::smallint AS answer)
-                 SELECT answer FROM claimed
-                 UNION ALL
-                 SELECT state FROM {t}
-                     WHERE consumer = $1 AND key = $2 AND until > now()
-                       AND NOT EXISTS (SELECT 1 FROM claimed)"
-            ),
-            complete: format!(
+                     RETURNING c.consumer, c.key)
+                 SELECT i.consumer, i.key,
+                        CASE WHEN cl.key IS NOT NULL THEN 2::smallint
+                             ELSE COALESCE(live.state, 0::smallint) END
+                 FROM input i
+                 LEFT JOIN claimed cl ON cl.consumer = i.consumer AND cl.key = i.key
+                 LEFT JOIN {t} live ON live.consumer = i.consumer AND live.key = i.key
+                                   AND live.until > now()"
+            )
+            .into(),
+            // Turns each holder's own claim (same token) into a completion, or records
+            // one where the key's row expired; never touches a live claim of another
+            // holder or a live completion.
+            completions: format!(
                 "INSERT INTO {t} AS c (consumer, key, state, token, until)
-                 VALUES ($1, $2, 1, $3, now() + $4 * interval '1 millisecond')
+                 SELECT consumer, key, 1, token, now() + retention * interval '1 millisecond'
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[])
+                         AS i(consumer, key, token, retention)
+                     ORDER BY consumer, key
                  ON CONFLICT (consumer, key) DO UPDATE
                      SET state = 1, token = EXCLUDED.token, until = EXCLUDED.until
                      WHERE (c.state = 0 AND c.token = EXCLUDED.token) OR c.until <= now()"
-            ),
+            )
+            .into(),
             release: format!(
                 "DELETE FROM {t} WHERE consumer = $1 AND key = $2 AND state = 0 AND token = $3"
             ),
@@ -158,9 +176,16 @@ impl PostgresStore {
             .await
             .map_err(|e| Error::Connection(format!("creating the claim table: {e}").into()))?;
         drop(client);
+        let sql = Statements::for_table(config.table());
         Ok(PostgresStore {
+            claims: batch::start(pool.clone(), sql.claims.clone(), batch::Kind::Claims),
+            completions: batch::start(
+                pool.clone(),
+                sql.completions.clone(),
+                batch::Kind::Completions,
+            ),
             pool,
-            sql: Arc::new(Statements::for_table(config.table())),
+            sql: Arc::new(sql),
             table: config.table().into(),
         })
     }
@@ -223,6 +248,32 @@ pub(crate) async fn checked_out(pool: &Pool) -> Result<deadpool_postgres::Object
     })
 }
 
+impl PostgresStore {
+    /// Queues one operation for its batch and waits for the answer.
+    async fn queue(
+        &self,
+        queue: &batch::Queue,
+        key: &IdempotencyKey,
+        token: i64,
+        duration: Duration,
+    ) -> Result<Claim, BoxError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send(batch::Op {
+                consumer: key.consumer().to_owned(),
+                key: key.key().to_owned(),
+                token,
+                millis: millis(duration),
+                reply,
+            })
+            .map_err(|_| "the store's batching task stopped")?;
+        answer
+            .await
+            .map_err(|_| "the store's batching task stopped")?
+            .map_err(Into::into)
+    }
+}
+
 /// A pool error's text without anything the configuration holds.
 fn pool_error(e: &deadpool_postgres::PoolError) -> String {
     match e {
@@ -234,22 +285,8 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
 #[async_trait]
 impl IdempotencyStore for PostgresStore {
     async fn claim(&self, key: &IdempotencyKey, lease: Duration) -> Result<Claim, BoxError> {
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.sql.claim).await?;
         let token = rand::random::<i64>();
-        let rows = client
-            .query(
-                &statement,
-                &[&key.consumer(), &key.key(), &token, &millis(lease)],
-            )
-            .await?;
-        Ok(match rows.first().map(|r| r.get::<_, i16>(0)) {
-            Some(2) => Claim::Claimed(ClaimToken::new(token as u64)),
-            Some(1) => Claim::Completed,
-            // A live claim, or one committed by a concurrent claim after this
-            // statement's snapshot.
-            Some(_) | None => Claim::InFlight,
-        })
+        self.queue(&self.claims, key, token, lease).await
     }
 
     async fn complete(
@@ -262,20 +299,9 @@ impl IdempotencyStore for PostgresStore {
             // Nothing to remember: free the claim.
             return self.release(key, token).await;
         }
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.sql.complete).await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &key.consumer(),
-                    &key.key(),
-                    &(token.get() as i64),
-                    &millis(retention),
-                ],
-            )
-            .await?;
-        Ok(())
+        self.queue(&self.completions, key, token.get() as i64, retention)
+            .await
+            .map(drop)
     }
 
     async fn release(&self, key: &IdempotencyKey, token: ClaimToken) -> Result<(), BoxError> {
