@@ -28,33 +28,26 @@ pub enum AnySubscriber {
     Nats(wharf_nats::NatsSubscriber),
 }
 
-/// Maps one polled delivery of an adapter to an [`AnyAcker`] delivery.
-fn wrap<A>(
-    polled: Poll<Option<Result<Delivery<A>, Error>>>,
-    variant: impl FnOnce(A) -> AnyAcker,
-) -> Poll<Option<Result<Delivery<AnyAcker>, Error>>> {
-    polled.map(|item| {
-        item.map(|r| {
-            r.map(|d| {
-                let (message, acker) = d.into_parts();
-                Delivery::new(message, variant(acker))
-            })
-        })
-    })
-}
-
 impl Stream for AnySubscriber {
     type Item = Result<Delivery<AnyAcker>, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match &mut *self {
-            AnySubscriber::Memory(s) => wrap(s.poll_next_unpin(cx), AnyAcker::Memory),
+            AnySubscriber::Memory(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(AnyAcker::Memory)),
             #[cfg(feature = "rabbitmq")]
-            AnySubscriber::RabbitMq(s) => wrap(s.poll_next_unpin(cx), AnyAcker::RabbitMq),
+            AnySubscriber::RabbitMq(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(AnyAcker::RabbitMq)),
             #[cfg(feature = "kafka")]
-            AnySubscriber::Kafka(s) => wrap(s.poll_next_unpin(cx), AnyAcker::Kafka),
+            AnySubscriber::Kafka(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(AnyAcker::Kafka)),
             #[cfg(feature = "nats")]
-            AnySubscriber::Nats(s) => wrap(s.poll_next_unpin(cx), AnyAcker::Nats),
+            AnySubscriber::Nats(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(AnyAcker::Nats)),
         }
     }
 }

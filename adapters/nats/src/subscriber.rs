@@ -491,22 +491,13 @@ impl Stream for NatsSubscriber {
     type Item = Result<Delivery<NatsAcker>, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        fn wrap<A>(
-            polled: Poll<Option<Result<Delivery<A>, Error>>>,
-            f: impl FnOnce(A) -> NatsAcker,
-        ) -> Poll<Option<Result<Delivery<NatsAcker>, Error>>> {
-            polled.map(|item| {
-                item.map(|r| {
-                    r.map(|d| {
-                        let (message, acker) = d.into_parts();
-                        Delivery::new(message, f(acker))
-                    })
-                })
-            })
-        }
         match &mut *self {
-            NatsSubscriber::Core(s) => wrap(s.poll_next_unpin(cx), NatsAcker::Core),
-            NatsSubscriber::JetStream(s) => wrap(s.poll_next_unpin(cx), NatsAcker::JetStream),
+            NatsSubscriber::Core(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(NatsAcker::Core)),
+            NatsSubscriber::JetStream(s) => s
+                .poll_next_unpin(cx)
+                .map_ok(|d| d.map_acker(NatsAcker::JetStream)),
         }
     }
 }

@@ -70,6 +70,15 @@ impl<A> Delivery<A> {
     pub fn into_parts(self) -> (Message, A) {
         (self.message, self.acker)
     }
+
+    /// The same delivery with its acker wrapped by `f` (an adapter that wraps several
+    /// others in one type, such as an enum over them).
+    pub fn map_acker<B>(self, f: impl FnOnce(A) -> B) -> Delivery<B> {
+        Delivery {
+            message: self.message,
+            acker: f(self.acker),
+        }
+    }
 }
 
 /// Settles one delivery.
