@@ -10,8 +10,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use wharf::adapter::Subscriber;
 use wharf::{Consumer, Handler, HandlerError, Message, Publisher};
+use wharf_middleware::idempotency::IdempotencyLayer;
 use wharf_middleware::stack::RecommendedLayer;
 
+use crate::stores::BenchStore;
 use crate::{Sample, Settings, Variant};
 
 /// Runs `drain(variant, round)` (the time one drain took) for every variant in every
@@ -76,8 +78,29 @@ pub(crate) async fn with_wharf<S: Subscriber>(
         }
     };
     let done = async move { all_done.notified().await };
+    // Connected before the clock starts.
+    let store = match variant {
+        Variant::Idempotent(kind) => Some(BenchStore::open(kind, settings.in_flight).await),
+        _ => None,
+    };
     let start = Instant::now();
     let summary = match variant {
+        Variant::Idempotent(_) => {
+            let store = store.as_ref().expect("opened above").store.clone();
+            let idempotency = IdempotencyLayer::new(store)
+                // The bench publishes no keys: the message id stands in for one.
+                .key_with(|m| Some(m.id().to_string()))
+                // Rows expire at once (the same work for the store), so the bench leaves
+                // nothing behind once it tidies up.
+                .retention(Duration::from_millis(1));
+            let stack = RecommendedLayer::new(publisher)
+                .idempotency(idempotency)
+                .service(handler.into_service());
+            Consumer::new("bench", subscriber, stack)
+                .max_in_flight(settings.in_flight)
+                .run(done)
+                .await
+        }
         Variant::Recommended => {
             let stack = RecommendedLayer::new(publisher).service(handler.into_service());
             Consumer::new("bench", subscriber, stack)
@@ -96,6 +119,9 @@ pub(crate) async fn with_wharf<S: Subscriber>(
         panic!("the consumer failed: {e}");
     }
     let since_start = start.elapsed();
+    if let Some(store) = store {
+        store.tidy().await;
+    }
     match (first.get(), last.get()) {
         (Some(first), Some(last)) => Timing {
             since_start,

@@ -128,7 +128,7 @@ fn raw_consumer(topic: &str, group: &str) -> StreamConsumer {
 }
 
 pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
-    let tag = format!("{}-{round}-{}", std::process::id(), variant as u8);
+    let tag = format!("{}-{round}-{}", std::process::id(), variant.tag());
     let topic = format!("bench-{tag}");
     let kafka = backlog(&topic, settings.messages, settings.size, 1000).await;
     let elapsed = match variant {
@@ -159,7 +159,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
                 .unwrap_or_else(|e| fail("closing", e));
             elapsed
         }
-        Variant::Bare | Variant::Recommended => {
+        Variant::Bare | Variant::Recommended | Variant::Idempotent(_) => {
             let client =
                 KafkaClient::connect(config(&topic, "bench").buffer(settings.in_flight * 4))
                     .await

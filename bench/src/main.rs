@@ -43,6 +43,9 @@ pub(crate) enum Variant {
     Bare,
     /// wharf with the recommended stack.
     Recommended,
+    /// wharf with the recommended stack and the idempotency layer on this store, keyed
+    /// by message id (the `stores` scenario).
+    Idempotent(stores::StoreKind),
 }
 
 impl Variant {
@@ -57,17 +60,28 @@ impl Variant {
         }
     }
 
+    /// A number for names that must differ per variant (streams, queues, topics).
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Variant::Raw => 0,
+            Variant::Bare => 1,
+            Variant::Recommended => 2,
+            Variant::Idempotent(store) => 3 + store as u8,
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Variant::Raw => "plain client",
             Variant::Bare => "wharf, bare stack",
             Variant::Recommended => "wharf, recommended stack",
+            Variant::Idempotent(store) => store.label(),
         }
     }
 }
 
 fn usage() -> &'static str {
-    "usage: wharf-bench --broker memory|nats|nats-core|rabbitmq|kafka|stores [--scenario throughput|key-parallel|backlog-rss|claims] [--messages N] [--size BYTES] [--rounds N] [--in-flight N] [--variant plain|bare|recommended]"
+    "usage: wharf-bench --broker memory|nats|nats-core|rabbitmq|kafka|stores [--scenario throughput|stores|key-parallel|backlog-rss|claims] [--messages N] [--size BYTES] [--rounds N] [--in-flight N] [--variant plain|bare|recommended]"
 }
 
 fn parse() -> Result<(String, String, Settings), String> {
@@ -119,7 +133,7 @@ fn parse() -> Result<(String, String, Settings), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (broker, scenario, settings) = match parse() {
+    let (broker, scenario, mut settings) = match parse() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -128,6 +142,10 @@ async fn main() -> ExitCode {
     };
     match (broker.as_str(), scenario.as_str()) {
         (_, "throughput") => {}
+        ("memory" | "nats" | "jetstream" | "rabbitmq", "stores") => {
+            // The recommended stack with the idempotency layer on each store, side by side.
+            settings.variants = stores::StoreKind::ALL.map(Variant::Idempotent).to_vec();
+        }
         ("kafka", "key-parallel") => {
             kafka::key_parallel(&settings).await;
             return ExitCode::SUCCESS;
@@ -146,7 +164,7 @@ async fn main() -> ExitCode {
         }
         (_, other) => {
             eprintln!(
-                "unknown scenario `{other}` for `{broker}` (throughput; key-parallel on kafka)"
+                "unknown scenario `{other}` for `{broker}` (throughput; stores on memory, nats, rabbitmq; key-parallel on kafka)"
             );
             return ExitCode::from(2);
         }

@@ -51,7 +51,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings) -> Duration {
             }
             start.elapsed()
         }
-        Variant::Bare | Variant::Recommended => {
+        Variant::Bare | Variant::Recommended | Variant::Idempotent(_) => {
             crate::drain::with_wharf(
                 variant,
                 settings,

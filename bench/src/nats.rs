@@ -96,7 +96,7 @@ async fn wharf_subscriber(url: &str) -> (NatsClient, wharf_nats::JetStreamSubscr
 }
 
 pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -> Duration {
-    let stream = fresh_stream(settings, &format!("{round}{}", variant as u8)).await;
+    let stream = fresh_stream(settings, &format!("{round}{}", variant.tag())).await;
     let elapsed = match variant {
         Variant::Raw => {
             let consumer = stream
@@ -134,7 +134,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
                 .unwrap_or_else(|e| fail("flushing", e));
             start.elapsed()
         }
-        Variant::Bare | Variant::Recommended => {
+        Variant::Bare | Variant::Recommended | Variant::Idempotent(_) => {
             let (nats, subscriber) = wharf_subscriber(&stream.url).await;
             let elapsed = crate::drain::with_wharf(
                 variant,

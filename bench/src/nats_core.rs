@@ -59,7 +59,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
     let subject = format!(
         "bench.core.{}.{round}.{}",
         std::process::id(),
-        variant as u8
+        variant.tag()
     );
     let handled = Arc::new(AtomicUsize::new(0));
     let elapsed = match variant {
@@ -91,7 +91,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
             publisher.await.unwrap_or_else(|e| fail("the publisher", e));
             elapsed
         }
-        Variant::Bare | Variant::Recommended => {
+        Variant::Bare | Variant::Recommended | Variant::Idempotent(_) => {
             let config: NatsConfig = format!("nats://{URL}/{subject}")
                 .parse()
                 .unwrap_or_else(|e| fail("the config", e));

@@ -83,7 +83,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
     let queue = format!(
         "wharf-bench-{}-{round}-{}",
         std::process::id(),
-        variant as u8
+        variant.tag()
     );
     let prefetch = settings.in_flight.min(u16::MAX as usize);
     let config = RabbitConfig::from_url(&format!("{URI}?queue={queue}&prefetch={prefetch}"))
@@ -125,7 +125,7 @@ pub(crate) async fn drain(variant: Variant, settings: &Settings, round: usize) -
             }
             start.elapsed()
         }
-        Variant::Bare | Variant::Recommended => {
+        Variant::Bare | Variant::Recommended | Variant::Idempotent(_) => {
             let subscriber = RabbitSubscriber::connect(&config)
                 .await
                 .unwrap_or_else(|e| fail("subscribing", e));

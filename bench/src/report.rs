@@ -37,15 +37,15 @@ pub(crate) fn print(broker: &str, settings: &Settings, samples: &[Sample]) {
             (*v, median(rates))
         })
         .collect();
-    let raw = medians
-        .iter()
-        .find(|(v, _)| *v == Variant::Raw)
-        .map(|(_, m)| *m)
-        .filter(|m| *m > 0.0);
+    // The ratios are to the plain client, or in the `stores` scenario to the in-memory
+    // store: the first variant of the run.
+    let base = medians
+        .first()
+        .filter(|(v, m)| matches!(v, Variant::Raw | Variant::Idempotent(_)) && *m > 0.0);
     for (v, m) in &medians {
-        let ratio = raw.map_or_else(
+        let ratio = base.map_or_else(
             || "(plain client not run)".to_owned(),
-            |raw| format!("ratio to plain client {:.2}", m / raw),
+            |(base_variant, base)| format!("ratio to {} {:.2}", base_variant.label(), m / base),
         );
         let each: Vec<String> = samples
             .iter()

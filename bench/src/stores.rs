@@ -5,6 +5,10 @@
 //! rounds that alternate the stores so a slow moment of the machine hits all of them.
 //! Reported as operations (claim + complete) per second, median of the rounds, and the
 //! ratio to the in-memory store.
+//!
+//! `--broker memory|nats|rabbitmq --scenario stores`: the recommended stack with the
+//! idempotency layer on each store ([`StoreKind`]), draining the broker's backlog, side by
+//! side in one run (the drains live with each broker; this module opens the stores).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,26 +55,92 @@ async fn round(store: Arc<dyn IdempotencyStore>, settings: &Settings, round: usi
     started.elapsed()
 }
 
-/// Runs the scenario and prints the table.
-pub(crate) async fn claims(settings: &Settings) {
+/// The idempotency stores the `stores` scenario compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    Memory,
+    Postgres,
+    Redis,
+}
+
+impl StoreKind {
+    pub(crate) const ALL: [StoreKind; 3] =
+        [StoreKind::Memory, StoreKind::Postgres, StoreKind::Redis];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "recommended + memory",
+            StoreKind::Postgres => "recommended + PostgreSQL",
+            StoreKind::Redis => "recommended + Redis",
+        }
+    }
+}
+
+/// The PostgreSQL store: a pool of `in_flight` connections, at most 32.
+async fn postgres(in_flight: usize) -> wharf_postgres::PostgresStore {
     // `WHARF_BENCH_POSTGRES_URL` replaces the URL (to try server options, say).
     let url = std::env::var("WHARF_BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES.to_owned());
-    let postgres = wharf_postgres::PostgresStore::connect(
-        format!("{url}&pool_size={}", settings.in_flight.min(32))
+    wharf_postgres::PostgresStore::connect(
+        format!("{url}&pool_size={}", in_flight.min(32))
             .parse()
             .unwrap_or_else(|e| fail("the PostgreSQL URL", e)),
     )
     .await
-    .unwrap_or_else(|e| fail("connecting to PostgreSQL", e));
-    let redis = wharf_redis::RedisStore::connect(
-        REDIS.parse().unwrap_or_else(|e| fail("the Redis URL", e)),
-    )
-    .await
-    .unwrap_or_else(|e| fail("connecting to Redis", e));
+    .unwrap_or_else(|e| fail("connecting to PostgreSQL", e))
+}
+
+async fn redis() -> wharf_redis::RedisStore {
+    wharf_redis::RedisStore::connect(REDIS.parse().unwrap_or_else(|e| fail("the Redis URL", e)))
+        .await
+        .unwrap_or_else(|e| fail("connecting to Redis", e))
+}
+
+/// A connected store, and what tidies up after it.
+pub(crate) struct BenchStore {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    postgres: Option<wharf_postgres::PostgresStore>,
+}
+
+impl BenchStore {
+    /// A connected store of `kind`.
+    pub(crate) async fn open(kind: StoreKind, in_flight: usize) -> Self {
+        let (store, postgres): (Arc<dyn IdempotencyStore>, _) = match kind {
+            StoreKind::Memory => (Arc::new(MemoryIdempotencyStore::default()), None),
+            StoreKind::Postgres => {
+                let postgres = postgres(in_flight).await;
+                (Arc::new(postgres.clone()), Some(postgres))
+            }
+            StoreKind::Redis => (Arc::new(redis().await), None),
+        };
+        BenchStore { store, postgres }
+    }
+
+    /// Removes what the run left behind.
+    pub(crate) async fn tidy(&self) {
+        if let Some(postgres) = &self.postgres {
+            tidy_postgres(postgres).await;
+        }
+    }
+}
+
+/// Deletes the rows the bench's completions left (they expire at once), so the table does
+/// not grow run after run.
+async fn tidy_postgres(store: &wharf_postgres::PostgresStore) {
+    while store
+        .cleanup_expired(10_000)
+        .await
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {}
+}
+
+/// Runs the `claims` scenario and prints the table.
+pub(crate) async fn claims(settings: &Settings) {
+    let postgres = postgres(settings.in_flight).await;
     let stores: [(&str, Arc<dyn IdempotencyStore>); 3] = [
         ("memory", Arc::new(MemoryIdempotencyStore::default())),
         ("postgres", Arc::new(postgres.clone())),
-        ("redis", Arc::new(redis)),
+        ("redis", Arc::new(redis().await)),
     ];
     println!(
         "stores: {} claim+complete per round, {} rounds, {} in flight",
@@ -102,11 +172,5 @@ pub(crate) async fn claims(settings: &Settings) {
             rounds.join(" ")
         );
     }
-    // The rows the bench left: delete them so the table does not grow run after run.
-    while postgres
-        .cleanup_expired(10_000)
-        .await
-        .map(|n| n > 0)
-        .unwrap_or(false)
-    {}
+    tidy_postgres(&postgres).await;
 }

@@ -128,6 +128,9 @@ macro_rules! store_conformance_tests {
             consumers_never_collide,
             concurrent_claims_have_one_winner,
             replicas_run_each_effect_once,
+            layer_runs_each_key_once,
+            layer_handles_a_failed_key_again,
+            layer_hands_an_aborted_claim_back,
         );
     };
     ($factory:expr $(,)?) => {

@@ -42,6 +42,18 @@
 //! retried; the handler never runs without a claim). The connection manager reconnects
 //! by itself. Start-up errors are [`wharf::Error::Config`] or
 //! [`wharf::Error::Connection`]; the password never appears in either.
+//!
+//! # Persistence: what the promise needs from the server
+//!
+//! The store remembers completions only as long as Redis does. A Redis that crashes
+//! without persistence (or with only periodic snapshots) comes back having forgotten
+//! completions and claims: copies arriving after it run again (at-least-once, never
+//! lost). For exactly-once effects across a Redis crash, run it with the append-only
+//! file fsynced on every write (`appendonly yes`, `appendfsync always`; `everysec` may
+//! forget the last second), or on a replicated setup that acknowledges writes only once
+//! persisted (`WAIT`/`WAITAOF` are not used by this store). Test:
+//! `tests/restart_mid_stream.rs` (`SIGKILL` of such a server mid-stream: nothing lost,
+//! nothing twice).
 
 use std::fmt;
 use std::str::FromStr;

@@ -18,6 +18,13 @@
 //! | [`consumers_never_collide`] | the same key under two consumers is two keys |
 //! | [`concurrent_claims_have_one_winner`] | many holders claiming one key at once: exactly one gets it |
 //! | [`replicas_run_each_effect_once`] | two replicas of a consumer (each on its own runtime and thread) sharing the store get copies of the same operations: each takes effect once, no two copies of one run at once |
+//! | [`layer_runs_each_key_once`] | through the idempotency layer: two messages with one key run the handler once, both are acked |
+//! | [`layer_handles_a_failed_key_again`] | through the layer: a failed attempt releases its claim, the redelivery runs |
+//! | [`layer_hands_an_aborted_claim_back`] | through the layer: a handler dropped at the shutdown deadline releases its hour-long claim, the redelivery runs at once |
+//!
+//! [`restart_mid_stream`] (the store's server restarted under a consumer) is not in the
+//! macro: each store runs it in a test binary of its own. [`DedupAsIdempotency`] runs the
+//! suite on the deduplication layer's stores.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,9 +33,17 @@ use std::time::Duration;
 
 use wharf_middleware::idempotency::{Claim, ClaimToken, IdempotencyKey, IdempotencyStore};
 
+mod dedup;
+mod layer;
 mod replicas;
+mod restart;
 
+pub use dedup::DedupAsIdempotency;
+pub use layer::{
+    layer_handles_a_failed_key_again, layer_hands_an_aborted_claim_back, layer_runs_each_key_once,
+};
 pub use replicas::replicas_run_each_effect_once;
+pub use restart::restart_mid_stream;
 
 /// Creates the store under test.
 pub trait StoreFactory: Send + Sync + 'static {
