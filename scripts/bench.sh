@@ -2,7 +2,7 @@
 # Runs every benchmark of BENCHMARKS.md in one go, on this machine, and prints the
 # results: throughput against each broker's plain client (memory, RabbitMQ, NATS Core,
 # NATS JetStream, Apache Kafka with Kafka's own consumer perf tool beside it), the Kafka
-# key-parallel scenario, and peak RSS while
+# key-parallel scenario, the recommended stack with each idempotency store, and peak RSS while
 # draining a 1,000,000-message backlog. Starts the brokers like scripts/test.sh.
 #
 #   scripts/bench.sh               everything (about 20 minutes on 2 cores)
@@ -27,6 +27,8 @@ $bench --broker kafka    --messages 500000 --rounds "$ROUNDS"
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3
 $bench --broker kafka    --scenario key-parallel --messages 30000 --rounds 3 --in-flight 1024
 $bench --broker stores   --scenario claims --messages 20000 --rounds "$ROUNDS" --in-flight 64
+$bench --broker nats     --scenario stores --messages 100000 --rounds "$ROUNDS"
+$bench --broker rabbitmq --scenario stores --messages 20000  --rounds "$ROUNDS"
 $bench --broker memory   --scenario backlog-rss --messages 1000000
 $bench --broker nats     --scenario backlog-rss --messages 1000000
 # Per-layer micro-benchmarks (criterion; their own report under target/criterion).

@@ -112,6 +112,12 @@ ensure_rabbitmq() {
   }
 }
 
+# Restarts the RabbitMQ app (connections dropped, queues kept; the chaos harness calls it).
+restart_rabbitmq() {
+  rabbitmqctl -q stop_app || return 1
+  ensure_rabbitmq
+}
+
 # ---- Kafka --------------------------------------------------------------------------
 
 # Build dependencies of the Kafka adapter: rdkafka builds the bundled librdkafka with
@@ -186,6 +192,13 @@ ensure_kafka() {
   echo "error: Apache Kafka listens on 9092 but does not answer metadata requests" >&2
   tail -30 "$dir/kafka.log" >&2
   return 1
+}
+
+# Restarts Apache Kafka (data kept; the chaos harness calls it).
+restart_kafka() {
+  pkill -f 'kafka\.Kafka ' || true
+  for _ in $(seq 60); do port_open 9092 || break; sleep 1; done
+  ensure_kafka
 }
 
 # ---- PostgreSQL ---------------------------------------------------------------------

@@ -38,7 +38,17 @@ impl Broker {
         }
     }
 
-    /// The URL every process of run `run` connects with.
+    /// The broker's port on loopback.
+    pub(crate) fn port(self) -> u16 {
+        match self {
+            Broker::RabbitMq => 5672,
+            Broker::Kafka => 9092,
+            Broker::JetStream => 4222,
+        }
+    }
+
+    /// The URL every process of run `run` connects with, to the broker at `port` (its
+    /// own, or a proxy's).
     ///
     /// - Kafka: 4 partitions; static membership (`group.instance.id`), so a restarted
     ///   child takes its dead predecessor's place at once instead of waiting out the
@@ -46,16 +56,18 @@ impl Broker {
     ///   watermarks committed every [`KAFKA_COMMIT_INTERVAL`] (what a kill replays).
     /// - JetStream: a 2 s `ack_wait`, so what a killed child held comes back soon (live
     ///   children send progress acks for longer handlers).
-    pub(crate) fn url(self, run: &str) -> String {
+    pub(crate) fn url(self, run: &str, port: u16) -> String {
         match self {
-            Broker::RabbitMq => "amqp://guest:guest@127.0.0.1:5672/%2f?queue_expires=1h".to_owned(),
+            Broker::RabbitMq => {
+                format!("amqp://guest:guest@127.0.0.1:{port}/%2f?queue_expires=1h")
+            }
             Broker::Kafka => format!(
-                "kafka://127.0.0.1:9092?partitions=4&offset_reset=earliest\
+                "kafka://127.0.0.1:{port}?partitions=4&offset_reset=earliest\
                  &session_timeout=6s&rdkafka.group.instance.id=chaos-{run}\
                  &commit_interval={}ms",
                 KAFKA_COMMIT_INTERVAL.as_millis()
             ),
-            Broker::JetStream => "nats+jetstream://127.0.0.1:4222?ack_wait=2s".to_owned(),
+            Broker::JetStream => format!("nats+jetstream://127.0.0.1:{port}?ack_wait=2s"),
         }
     }
 

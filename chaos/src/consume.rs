@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub(crate) run: String,
     pub(crate) effects: Effects,
     pub(crate) in_flight: u64,
+    /// How long each handler works before writing its effect, in microseconds.
+    pub(crate) work_us: u64,
 }
 
 impl Settings {
@@ -33,6 +35,7 @@ impl Settings {
             run: String::new(),
             effects: Effects::Inbox,
             in_flight: 64,
+            work_us: 500,
         };
         let mut i = 0;
         while i < args.len() {
@@ -44,6 +47,7 @@ impl Settings {
                 "--run" => s.run = v.to_owned(),
                 "--effects" => s.effects = Effects::parse(v)?,
                 "--in-flight" => s.in_flight = number(v, "--in-flight")?,
+                "--work-us" => s.work_us = number(v, "--work-us")?,
                 other => return Err(format!("consume: unknown argument `{other}`")),
             }
             i += 2;
@@ -69,6 +73,7 @@ impl Settings {
             ("--run", self.run.clone()),
             ("--effects", self.effects.as_str().to_owned()),
             ("--in-flight", self.in_flight.to_string()),
+            ("--work-us", self.work_us.to_string()),
         ]
         .into_iter()
         .flat_map(|(flag, v)| [flag.to_owned(), v])
@@ -85,9 +90,9 @@ struct Effect {
 }
 
 impl Effect {
-    /// The effect `message` asks for, after a little work (so that several messages are in
-    /// flight when the kill comes).
-    async fn of(message: &Message) -> Result<Effect, HandlerError> {
+    /// The effect `message` asks for, after `work` (so that several messages are in
+    /// flight when the strike comes).
+    async fn of(message: &Message, work: Duration) -> Result<Effect, HandlerError> {
         let seq: i64 = std::str::from_utf8(message.payload())
             .permanent()?
             .parse()
@@ -95,7 +100,7 @@ impl Effect {
         let key = message
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        tokio::time::sleep(Duration::from_micros(500)).await;
+        tokio::time::sleep(work).await;
         Ok(Effect {
             id: message.id().as_str().to_owned(),
             key: key.unwrap_or_default(),
@@ -113,12 +118,13 @@ impl Effect {
 /// The `inbox` handler: the effect commits with the message id.
 struct InboxEffect {
     run: String,
+    work: Duration,
 }
 
 #[async_trait]
 impl InboxHandler for InboxEffect {
     async fn handle(&self, tx: &Transaction<'_>, message: &Message) -> Result<(), HandlerError> {
-        let effect = Effect::of(message).await?;
+        let effect = Effect::of(message, self.work).await?;
         tx.execute(effects::INSERT, &effect.params(&self.run))
             .await
             .transient()?;
@@ -127,6 +133,28 @@ impl InboxHandler for InboxEffect {
 }
 
 pub(crate) async fn run(s: Settings) -> Result<(), String> {
+    // Warnings and errors (reconnects, settle failures) go to the harness's log.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    // SIGTERM is caught from the first moment (tokio installs the handler when the signal
+    // is created), so one that comes while the child is still connecting stops it
+    // gracefully too: `run` then starts with its shutdown already requested.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("listening for SIGTERM: {e}"))?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        term.recv().await;
+        let _ = stop_tx.send(true);
+    });
+    let stop = async move {
+        let _ = stop_rx.wait_for(|stopped| *stopped).await;
+    };
     let client = wharf_any::connect(&s.url)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
@@ -136,6 +164,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
         .map_err(|e| format!("subscribing: {e}"))?;
     let layers = RecommendedLayer::new(client.publisher());
     let consumer_name = format!("chaos-{}", s.run);
+    let work = Duration::from_micros(s.work_us);
     let summary = match s.effects {
         Effects::Inbox => {
             let config = format!(
@@ -145,12 +174,18 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
             )
             .parse()
             .map_err(|e| format!("the inbox URL: {e}"))?;
-            let inbox = Inbox::connect(config, InboxEffect { run: s.run.clone() })
-                .await
-                .map_err(|e| format!("the inbox: {e}"))?;
+            let inbox = Inbox::connect(
+                config,
+                InboxEffect {
+                    run: s.run.clone(),
+                    work,
+                },
+            )
+            .await
+            .map_err(|e| format!("the inbox: {e}"))?;
             Consumer::new(consumer_name, subscriber, layers.service(inbox))
                 .max_in_flight(s.in_flight as usize)
-                .run(wharf::shutdown::signal())
+                .run(stop)
                 .await
         }
         Effects::Plain => {
@@ -159,7 +194,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
             let handler = move |message: Message| {
                 let (db, run) = (db.clone(), run.clone());
                 async move {
-                    let effect = Effect::of(&message).await?;
+                    let effect = Effect::of(&message, work).await?;
                     db.execute(effects::INSERT, &effect.params(&run))
                         .await
                         .transient()?;
@@ -172,7 +207,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
                 layers.service(handler.into_service()),
             )
             .max_in_flight(s.in_flight as usize)
-            .run(wharf::shutdown::signal())
+            .run(stop)
             .await
         }
     };

@@ -1,5 +1,6 @@
 //! `wharf-chaos run`: publish, start the child, kill it at random points, count.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -7,9 +8,12 @@ use futures_util::future::try_join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::process::{Child, Command};
+use wharf::adapter::DeadLetterReader;
 use wharf::{Message, Publisher};
 
 use crate::brokers::Broker;
+use crate::faults::{self, Fault};
+use crate::proxy::Proxy;
 use crate::{consume, effects, number, value, Effects};
 
 /// Keys the messages are spread over; each key's messages are published in order.
@@ -22,10 +26,12 @@ const STALL: Duration = Duration::from_secs(90);
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     broker: Broker,
+    fault: Fault,
     messages: u64,
     kills: u64,
     effects: Effects,
     in_flight: u64,
+    work_us: u64,
     seed: u64,
 }
 
@@ -34,10 +40,12 @@ impl Settings {
         let mut broker = None;
         let mut s = Settings {
             broker: Broker::RabbitMq,
+            fault: Fault::Kill,
             messages: 20_000,
             kills: 5,
             effects: Effects::Inbox,
             in_flight: 64,
+            work_us: 500,
             seed: rand::rng().random(),
         };
         let mut i = 0;
@@ -45,6 +53,8 @@ impl Settings {
             let v = value(args, i)?;
             match args[i].as_str() {
                 "--broker" => broker = Some(Broker::parse(v)?),
+                "--fault" => s.fault = Fault::parse(v)?,
+                "--work-us" => s.work_us = number(v, "--work-us")?,
                 "--messages" => s.messages = number(v, "--messages")?,
                 "--kills" => s.kills = v.parse().map_err(|_| format!("`--kills`: `{v}`"))?,
                 "--effects" => s.effects = Effects::parse(v)?,
@@ -55,18 +65,26 @@ impl Settings {
             i += 2;
         }
         s.broker = broker.ok_or("run: `--broker` is required")?;
+        s.fault.check(s.broker)?;
         Ok(s)
     }
 }
 
 /// The child consumer, started from this same binary.
-fn spawn(child: &consume::Settings) -> Result<Child, String> {
+/// Its log (standard error) goes to `log`, appended.
+fn spawn(child: &consume::Settings, log: &Path) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("opening the children's log {}: {e}", log.display()))?;
     Command::new(exe)
         .arg("consume")
         .args(child.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting the consumer child: {e}"))
@@ -99,19 +117,60 @@ async fn publish(
     Ok(())
 }
 
-/// Waits until `target` messages took effect; fails when nothing moves for [`STALL`].
-async fn wait_for(db: &tokio_postgres::Client, run: &str, target: u64) -> Result<u64, String> {
+/// The last lines of the children's log.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(15);
+    format!(
+        "\nlast lines of {}:\n{}",
+        log.display(),
+        lines[from..].join("\n")
+    )
+}
+
+/// The consumer child running now, and how to start another.
+struct Children<'a> {
+    running: Child,
+    settings: &'a consume::Settings,
+    log: &'a Path,
+    /// Whether a child that exits by itself is started again (a supervisor's job), and
+    /// how many were.
+    supervise: bool,
+    restarted: u64,
+}
+
+/// Waits until `target` messages took effect; fails when nothing moves for [`STALL`] or
+/// the child exits (unless supervised: then another starts).
+async fn wait_for(
+    db: &tokio_postgres::Client,
+    run: &str,
+    target: u64,
+    children: &mut Children<'_>,
+) -> Result<u64, String> {
+    let log = children.log;
     let (mut last, mut moved) = (0, Instant::now());
     loop {
         let now = effects::distinct(db, run).await?;
         if now >= target {
             return Ok(now);
         }
+        if let Ok(Some(status)) = children.running.try_wait() {
+            if !children.supervise {
+                return Err(format!(
+                    "the consumer child exited ({status}) at {now} of {target} messages{}",
+                    tail(log)
+                ));
+            }
+            children.restarted += 1;
+            children.running = spawn(children.settings, log)?;
+        }
         if now != last {
             (last, moved) = (now, Instant::now());
         } else if moved.elapsed() > STALL {
             return Err(format!(
-                "stalled: {now} of {target} messages took effect, nothing for {STALL:?}"
+                "stalled: {now} of {target} messages took effect, nothing for {STALL:?}{}",
+                tail(log)
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -119,7 +178,7 @@ async fn wait_for(db: &tokio_postgres::Client, run: &str, target: u64) -> Result
 }
 
 /// Ends the last child with `SIGTERM` (a graceful stop), `SIGKILL` after 30 s.
-async fn terminate(mut child: Child) -> Result<(), String> {
+async fn terminate(child: &mut Child) -> Result<(), String> {
     if let Some(pid) = child.id() {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -146,15 +205,23 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     let source = format!("chaos-{run}");
     let db = effects::connect().await?;
     effects::create(&db).await?;
+    // `cut` puts a proxy between the children and the broker.
+    let proxy = match s.fault {
+        Fault::Cut => Some(Proxy::start(([127, 0, 0, 1], s.broker.port()).into()).await?),
+        _ => None,
+    };
+    let port = proxy.as_ref().map_or(s.broker.port(), |p| p.addr().port());
     let child = consume::Settings {
-        url: s.broker.url(&run),
+        url: s.broker.url(&run, port),
         source: source.clone(),
         group: "chaos".to_owned(),
         run: run.clone(),
         effects: s.effects,
         in_flight: s.in_flight,
+        work_us: s.work_us,
     };
-    let client = wharf_any::connect(&child.url)
+    let direct = s.broker.url(&run, s.broker.port());
+    let client = wharf_any::connect(&direct)
         .await
         .map_err(|e| format!("connecting to {}: {e}", s.broker.name()))?;
     client
@@ -171,27 +238,66 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     points.sort_unstable();
 
     let consuming = Instant::now();
-    let mut running = spawn(&child)?;
-    let mut killed_at = Vec::new();
+    let log = std::env::temp_dir().join(format!("wharf-chaos-{run}.log"));
+    // A consumer may stop with an error when its broker restarts (Kafka fences a static
+    // member whose coordinator moved): supervised like in production, it is started again.
+    let mut children = Children {
+        running: spawn(&child, &log)?,
+        settings: &child,
+        log: &log,
+        supervise: s.fault == Fault::Restart,
+        restarted: 0,
+    };
+    let mut struck_at = Vec::new();
     for point in &points {
-        wait_for(&db, &run, *point).await?;
-        killed_at.push(effects::now(&db).await?);
-        running.kill().await.map_err(|e| format!("SIGKILL: {e}"))?; // SIGKILL, then reaped
-        running = spawn(&child)?;
+        wait_for(&db, &run, *point, &mut children).await?;
+        struck_at.push(effects::now(&db).await?);
+        match s.fault {
+            Fault::Kill => {
+                let running = &mut children.running;
+                running.kill().await.map_err(|e| format!("SIGKILL: {e}"))?; // and reaped
+                *running = spawn(&child, &log)?;
+            }
+            Fault::Term => {
+                terminate(&mut children.running).await?;
+                children.running = spawn(&child, &log)?;
+            }
+            Fault::Cut => {
+                let cut = proxy.as_ref().map_or(0, Proxy::cut);
+                if cut == 0 {
+                    return Err("the child had no connection through the proxy".to_owned());
+                }
+            }
+            Fault::Restart => faults::restart(s.broker).await?,
+        }
     }
-    wait_for(&db, &run, s.messages).await?;
+    wait_for(&db, &run, s.messages, &mut children).await?;
     let rate = s.messages as f64 / consuming.elapsed().as_secs_f64();
     // Late duplicates (a redelivery already under way) have a moment to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    terminate(running).await?;
+    let restarted = children.restarted;
+    terminate(&mut children.running).await?;
 
     let t = effects::tally(&db, &run).await?;
+    // Nothing failed, so nothing may be dead-lettered (not by a kill, a cut, a restart or
+    // a shutdown). A new connection: the first one may have lived through a restart.
+    let reader = wharf_any::connect(&direct)
+        .await
+        .map_err(|e| format!("connecting to read dead letters: {e}"))?
+        .dead_letters();
+    let destination = reader.destination(&source, &child.group);
+    let dead_letters = reader
+        .list(&destination, 1000)
+        .await
+        .map_err(|e| format!("listing dead letters at {destination}: {e}"))?
+        .len();
     let missing = s.messages - t.distinct.min(s.messages);
-    println!("| broker | effects | messages | kills | effect rows | missing | duplicates | from a redelivery | key-order breaks | time |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| broker | fault | effects | messages | strikes | effect rows | missing | duplicates | from a redelivery | key-order breaks | dead letters | time |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
         s.broker.name(),
+        s.fault.as_str(),
         s.effects.as_str(),
         s.messages,
         points.len(),
@@ -200,6 +306,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
         t.duplicates,
         t.redelivered,
         t.order_breaks,
+        dead_letters,
         started.elapsed().as_secs_f64()
     );
 
@@ -207,38 +314,44 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     if missing > 0 {
         broken.push(format!("{missing} messages never took effect"));
     }
-    // Without the inbox, each kill may replay the handlers in flight (and their acks on
-    // the way) and what was handled but not yet settled at the broker.
-    let allowed = match s.effects {
-        Effects::Inbox => 0,
-        Effects::Plain => {
+    // Without the inbox, each strike but a graceful stop may replay the handlers in
+    // flight (and their acks on the way) and what was handled but not yet settled at the
+    // broker.
+    let allowed = match (s.effects, s.fault.replays(s.broker)) {
+        (Effects::Inbox, _) | (Effects::Plain, None) => 0,
+        (Effects::Plain, Some(window)) => {
             let mut allowed = 0;
-            for at in &killed_at {
-                let window = s.broker.unsettled_window();
-                allowed +=
-                    2 * s.in_flight + effects::written_before(&db, &run, *at, window).await?;
+            for at in &struck_at {
+                let before = effects::written_before(&db, &run, *at, window).await?;
+                allowed += 2 * s.in_flight + before;
             }
             allowed
         }
     };
     println!(
-        "duplicates allowed: {allowed} ({} effects, {:.0} msg/s on average, seed {})",
+        "duplicates allowed: {allowed} ({} effects, {:.0} msg/s on average, seed {}); \
+         children that stopped by themselves and were started again: {restarted}",
         s.effects.as_str(),
         rate,
         s.seed
     );
     if t.duplicates > allowed {
         broken.push(format!(
-            "{} duplicate effects, more than {allowed} ({} effects)",
+            "{} duplicate effects, more than {allowed} ({} effects, {})",
             t.duplicates,
-            s.effects.as_str()
+            s.effects.as_str(),
+            s.fault.as_str()
         ));
+    }
+    if dead_letters > 0 {
+        broken.push(format!("{dead_letters} dead letters, and nothing failed"));
     }
     if s.broker.keeps_key_order() && t.order_breaks > 0 {
         broken.push(format!("{} effects out of key order", t.order_breaks));
     }
     effects::forget(&db, &run).await?;
     if broken.is_empty() {
+        let _ = std::fs::remove_file(&log);
         Ok(())
     } else {
         Err(format!("seed {}: {}", s.seed, broken.join("; ")))

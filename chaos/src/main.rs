@@ -1,33 +1,40 @@
 //! `wharf-chaos`: proves wharf's delivery promise under `SIGKILL` on a real broker.
 //!
 //! ```text
-//! wharf-chaos run --broker rabbitmq|kafka|jetstream [--messages N] [--kills K]
-//!                 [--effects inbox|plain] [--in-flight N] [--seed S]
+//! wharf-chaos run --broker rabbitmq|kafka|jetstream [--fault kill|term|cut|restart]
+//!                 [--messages N] [--kills K] [--effects inbox|plain] [--in-flight N]
+//!                 [--work-us N] [--seed S]
 //! wharf-chaos consume ...   (the child the harness starts, kills and restarts)
 //! ```
 //!
 //! `run` publishes N messages with unique ids and keys (64 keys, each key's messages in
-//! order), starts this binary again as a consumer child (`consume`), `SIGKILL`s it at K
-//! random points of progress and starts it again each time, waits until every message
-//! took effect, stops the last child with `SIGTERM`, and counts the effects the children
-//! wrote into PostgreSQL:
+//! order), starts this binary again as a consumer child (`consume`), strikes at K random
+//! points of progress, waits until every message took effect, stops the last child with
+//! `SIGTERM`, and counts the effects the children wrote into PostgreSQL and the dead
+//! letters the broker holds. The strike (`--fault`, see [`faults::Fault`]): `kill`
+//! (`SIGKILL` the child and start another, the default), `term` (`SIGTERM`, wait for the
+//! graceful stop, start another), `cut` (drop the child's connections through a TCP proxy)
+//! or `restart` (restart the broker). The effects:
 //!
 //! - `--effects inbox` (default): the handler writes through the transactional inbox
 //!   (`wharf_postgres::Inbox`), so an effect and the message id commit together: zero
 //!   missing and zero duplicates are required;
 //! - `--effects plain`: the handler writes with its own statement, outside any store:
-//!   zero missing is required, and duplicates are counted and must stay within
-//!   in-flight × kills (what at-least-once allows).
+//!   zero missing is required, and duplicates are counted and must stay within what each
+//!   strike may replay ([`faults::Fault`] says how much; none for `term`).
 //!
-//! It prints one table row (broker, effects, messages, kills, effect rows, missing,
-//! duplicates, from a redelivery, per-key order breaks, time) and exits 1 when a promise
+//! No run may leave a dead letter (nothing failed). It prints one table row (broker,
+//! fault, effects, messages, strikes, effect rows, missing, duplicates, from a
+//! redelivery, per-key order breaks, dead letters, time) and exits 1 when a promise
 //! broke. `tests/kill_nine.rs` runs it on every broker in CI; `docs/guarantees.md` keeps
 //! the table.
 
 mod brokers;
 mod consume;
 mod effects;
+mod faults;
 mod harness;
+mod proxy;
 
 use std::process::ExitCode;
 
@@ -63,7 +70,7 @@ fn bad_usage(why: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-const USAGE: &str = "usage: wharf-chaos run --broker rabbitmq|kafka|jetstream [--messages N] [--kills K] [--effects inbox|plain] [--in-flight N] [--seed S]";
+const USAGE: &str = "usage: wharf-chaos run --broker rabbitmq|kafka|jetstream [--fault kill|term|cut|restart] [--messages N] [--kills K] [--effects inbox|plain] [--in-flight N] [--work-us N] [--seed S]";
 
 /// The value after flag `args[i]`.
 pub(crate) fn value(args: &[String], i: usize) -> Result<&str, String> {

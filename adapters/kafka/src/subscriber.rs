@@ -399,6 +399,14 @@ fn queue(
             let received = from_record(&record, &state.topic);
             Fetched::Record(received, state)
         }
+        Err(e @ RdKafkaError::MessageConsumptionFatal(_)) => {
+            // librdkafka's instance is unusable (a fenced static member, say): the error,
+            // then the end of the stream, so the consumer stops with it instead of waiting
+            // for records that never come. Restarting the process makes a new instance.
+            tracing::error!(error = %e, "fatal consumer error; the subscription ends");
+            let _ = tx.send(Fetched::Error(e));
+            return Queued::Closed;
+        }
         Err(e) => Fetched::Error(e),
     };
     // Counted before it is queued: the subscriber counts it down once taken.

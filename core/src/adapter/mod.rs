@@ -157,6 +157,9 @@ impl Lease {
 ///
 /// The stream yields `Err` for problems the adapter reports but survives (a failed
 /// reconnect attempt, say); it ends (`None`) when the subscription is closed for good.
+/// An adapter that cannot go on (its client is unusable) yields the error and then ends:
+/// the consumer drains what it holds and [`run`](crate::Consumer::run) returns that
+/// error, so the process stops visibly instead of waiting for messages that never come.
 /// The runtime pulls only when it has room for another message, so an adapter should
 /// fetch no more than its prefetch ahead.
 pub trait Subscriber:

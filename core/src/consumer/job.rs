@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::adapter::Lease;
-use crate::error::{classify, error_chain, panic_message, BoxError, ErrorKind};
+use crate::error::{classify, error_chain, panic_message, BoxError, Error, ErrorKind};
 use crate::message::{Message, MessageId};
 use crate::outcome::{Failure, FailureReason, Outcome};
 
@@ -117,11 +117,22 @@ where
 }
 
 pin_project! {
-    /// An acker settling one delivery.
+    /// An acker settling one delivery, within a deadline.
+    ///
+    /// A settlement still pending after `timeout` is given up (its future dropped) and
+    /// reported as failed and `timed_out`: the delivery was not settled, or not known to
+    /// be, so the broker redelivers it. Without this, a settlement that never finishes (a
+    /// client's ack future lost with its connection) would hold its in-flight slot and
+    /// its key's lane for ever, and enough of them stall the consumer. The timer starts
+    /// only when the settlement does not finish on its first poll.
     pub(crate) struct Settle<S> {
         finished: Option<Finished>,
+        timeout: Duration,
         #[pin]
         fut: S,
+        // Boxed (only once a settlement pends) so that `Settle` stays `Unpin` when its
+        // acker's future is: the runner polls it in place first.
+        deadline: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -132,21 +143,32 @@ pub(crate) struct Finished {
     pub(crate) outcome: Outcome,
     pub(crate) settled: Result<(), BoxError>,
     pub(crate) id: MessageId,
+    /// The settlement was given up at its deadline (`settled` is an error).
+    pub(crate) timed_out: bool,
 }
 
 impl<S> Settle<S>
 where
     S: Future<Output = Result<(), BoxError>>,
 {
-    pub(crate) fn new(id: MessageId, key: Option<Bytes>, outcome: Outcome, fut: S) -> Self {
+    pub(crate) fn new(
+        id: MessageId,
+        key: Option<Bytes>,
+        outcome: Outcome,
+        fut: S,
+        timeout: Duration,
+    ) -> Self {
         Settle {
             finished: Some(Finished {
                 key,
                 outcome,
                 settled: Ok(()),
                 id,
+                timed_out: false,
             }),
+            timeout,
             fut,
+            deadline: None,
         }
     }
 }
@@ -159,17 +181,38 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
         let this = self.project();
-        match this.fut.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(settled) => {
+        let settled = match this.fut.poll(cx) {
+            Poll::Ready(settled) => settled,
+            Poll::Pending => {
+                // `sleep` caps a huge timeout (`Duration::MAX`: never give up).
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.timeout)));
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 let mut finished = this
                     .finished
                     .take()
                     .expect("Settle polled after completion");
-                finished.settled = settled;
-                Poll::Ready(finished)
+                finished.timed_out = true;
+                finished.settled = Err(Box::new(Error::Settle(
+                    format!(
+                        "the settlement did not finish within the settle timeout ({:?}); \
+                         given up",
+                        this.timeout
+                    )
+                    .into(),
+                )));
+                return Poll::Ready(finished);
             }
-        }
+        };
+        let mut finished = this
+            .finished
+            .take()
+            .expect("Settle polled after completion");
+        finished.settled = settled;
+        Poll::Ready(finished)
     }
 }
 

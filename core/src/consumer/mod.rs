@@ -191,7 +191,11 @@ where
         self
     }
 
-    /// How long settlements may take once the shutdown deadline passed (default 10 s).
+    /// How long one settlement (an ack, a retry copy, a dead letter) may take (default
+    /// 10 s), while running and once the shutdown deadline passed. A settlement still
+    /// pending then is given up: counted in [`Summary::abandoned`] and
+    /// [`Summary::settle_failures`], its slot and its key's lane freed, and the message
+    /// left to the broker's redelivery (it was not settled, or not known to be).
     pub fn settle_timeout(mut self, timeout: Duration) -> Self {
         self.settle_timeout = timeout;
         self
@@ -323,7 +327,8 @@ pub struct Summary {
     pub settle_failures: u64,
     /// Deliveries the shutdown deadline interrupted (settled `Retry`).
     pub interrupted: u64,
-    /// Settlements still pending at the settle timeout, left to the broker's redelivery.
+    /// Settlements given up at the settle timeout (while running or at shutdown), left to
+    /// the broker's redelivery.
     pub abandoned: u64,
     /// Errors the subscriber reported while continuing.
     pub source_errors: u64,

@@ -90,6 +90,9 @@ where
     source_done: bool,
     pub(super) summary: Summary,
     pub(super) error: Option<Error>,
+    /// The subscriber's last item, when it was an error: a stream that ends right after
+    /// one ended because of it (a client that cannot go on), and the run returns it.
+    last_source_error: Option<Error>,
 }
 
 impl<S, Svc> Runner<S, Svc>
@@ -122,6 +125,7 @@ where
             shutdown,
             phase: Phase::Running,
             source_done: false,
+            last_source_error: None,
             summary: Summary::default(),
             error: None,
         }
@@ -178,6 +182,7 @@ where
                         } else {
                             match Pin::new(&mut self.subscriber).poll_next(cx) {
                                 Poll::Ready(Some(Ok(delivery))) => {
+                                    self.last_source_error = None;
                                     self.summary.received += 1;
                                     self.admit(delivery, cx);
                                     progressed = true;
@@ -185,10 +190,16 @@ where
                                 Poll::Ready(Some(Err(e))) => {
                                     self.summary.source_errors += 1;
                                     tracing::warn!(error = %error_chain(&e), "subscriber reported an error");
+                                    self.last_source_error = Some(e);
                                     progressed = true;
                                 }
                                 Poll::Ready(None) => {
-                                    tracing::info!("subscriber closed; draining");
+                                    if let Some(e) = self.last_source_error.take() {
+                                        tracing::error!(error = %error_chain(&e), "the subscriber ended after this error; draining, then stopping with it");
+                                        self.error = Some(e);
+                                    } else {
+                                        tracing::info!("subscriber closed; draining");
+                                    }
                                     self.source_done = true;
                                     progressed = true;
                                 }
@@ -464,7 +475,7 @@ where
     fn settle(&mut self, entry: Entry<S::Acker>, outcome: Outcome, cx: &mut Context<'_>) {
         let Entry { id, key, acker, .. } = entry;
         let fut = acker.settle(outcome.clone());
-        let mut settle = Settle::new(id, key, outcome, fut);
+        let mut settle = Settle::new(id, key, outcome, fut, self.limits.settle_timeout);
         match Pin::new(&mut settle).poll(cx) {
             Poll::Ready(done) => self.finished(done),
             Poll::Pending => self.settling.push(settle),
@@ -477,6 +488,9 @@ where
             Outcome::Retry { .. } => self.summary.retried += 1,
             Outcome::DeadLetter(_) => self.summary.dead_lettered += 1,
             Outcome::Drop(_) => self.summary.dropped += 1,
+        }
+        if done.timed_out {
+            self.summary.abandoned += 1;
         }
         if let Err(e) = &done.settled {
             self.summary.settle_failures += 1;
@@ -517,8 +531,13 @@ where
             // Queued rather than polled here (`finished` has no context); the run
             // loop polls them with the other settlements.
             let fut = acker.settle(Outcome::RETRY_NOW);
-            self.settling
-                .push(Settle::new(id, None, Outcome::RETRY_NOW, fut));
+            self.settling.push(Settle::new(
+                id,
+                None,
+                Outcome::RETRY_NOW,
+                fut,
+                self.limits.settle_timeout,
+            ));
         }
     }
 }

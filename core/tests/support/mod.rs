@@ -43,9 +43,14 @@ pub struct TestAcker {
 impl Acker for TestAcker {
     type Future = Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
 
+    /// A message whose id starts with `hang-settle` gets a settlement that never
+    /// finishes (a client's ack future lost with its connection), and is not recorded.
     fn settle(mut self, outcome: Outcome) -> Self::Future {
         self.settled = true;
         let (id, log) = (self.id.clone(), self.log.clone());
+        if id.as_str().starts_with("hang-settle") {
+            return Box::pin(std::future::pending());
+        }
         if self.lazy {
             // Like a network nack: nothing happens unless the future is driven.
             Box::pin(async move {
@@ -70,6 +75,8 @@ impl Drop for TestAcker {
 
 pub struct TestSubscriber {
     rx: mpsc::UnboundedReceiver<Message>,
+    /// A `fail-and-end` message was seen: the stream has ended.
+    ended: bool,
     log: Settlements,
     pulled: Arc<AtomicUsize>,
     dropped_unsettled: Arc<AtomicUsize>,
@@ -122,6 +129,7 @@ pub fn scripted_with(native_dead_letter: bool, lazy: bool) -> (TestSubscriber, S
     (
         TestSubscriber {
             rx,
+            ended: false,
             log: log.clone(),
             pulled: pulled.clone(),
             dropped_unsettled: dropped.clone(),
@@ -140,8 +148,17 @@ pub fn scripted_with(native_dead_letter: bool, lazy: bool) -> (TestSubscriber, S
 impl Stream for TestSubscriber {
     type Item = Result<Delivery<TestAcker>, Error>;
 
+    /// A message with id `fail-and-end` makes the stream yield an error and then end
+    /// (an adapter whose client cannot go on).
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
         match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(m)) if m.id().as_str() == "fail-and-end" => {
+                self.ended = true;
+                Poll::Ready(Some(Err(Error::Subscribe("the client is fenced".into()))))
+            }
             Poll::Ready(Some(m)) => {
                 self.pulled.fetch_add(1, AtomicOrdering::SeqCst);
                 let acker = TestAcker {
