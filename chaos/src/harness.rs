@@ -275,8 +275,13 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     let rate = s.messages as f64 / consuming.elapsed().as_secs_f64();
     // Late duplicates (a redelivery already under way) have a moment to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    match children.running.try_wait() {
+        // Stopped by itself during the grace period (a fenced Kafka member, say): its
+        // supervisor would start another, and there is nothing left to handle.
+        Ok(Some(_)) if children.supervise => children.restarted += 1,
+        _ => terminate(&mut children.running).await?,
+    }
     let restarted = children.restarted;
-    terminate(&mut children.running).await?;
 
     let t = effects::tally(&db, &run).await?;
     // Nothing failed, so nothing may be dead-lettered (not by a kill, a cut, a restart or

@@ -28,6 +28,14 @@ fn key_of(message: &Message) -> String {
         .to_owned()
 }
 
+/// Counts a call for `message`'s key; the call's number for that key (1 for the first).
+fn count(calls: &Calls, message: &Message) -> usize {
+    let mut calls = calls.lock().expect("not poisoned");
+    let n = calls.entry(key_of(message)).or_default();
+    *n += 1;
+    *n
+}
+
 /// A broker with topic `orders` and group `g`, holding one message per `(id, key)`.
 fn broker_with(messages: &[(&str, &str)]) -> MemoryBroker {
     let broker = MemoryBroker::new();
@@ -72,11 +80,7 @@ pub async fn layer_runs_each_key_once<F: StoreFactory>(f: &F) {
         move |message: Message| {
             let calls = calls.clone();
             async move {
-                *calls
-                    .lock()
-                    .expect("not poisoned")
-                    .entry(key_of(&message))
-                    .or_default() += 1;
+                count(&calls, &message);
                 Ok::<(), HandlerError>(())
             }
         }
@@ -107,13 +111,7 @@ pub async fn layer_handles_a_failed_key_again<F: StoreFactory>(f: &F) {
         move |message: Message| {
             let calls = calls.clone();
             async move {
-                let n = {
-                    let mut calls = calls.lock().expect("not poisoned");
-                    let n = calls.entry(key_of(&message)).or_default();
-                    *n += 1;
-                    *n
-                };
-                if n == 1 {
+                if count(&calls, &message) == 1 {
                     return Err(HandlerError::transient("payment gateway timeout"));
                 }
                 Ok(())
@@ -147,13 +145,7 @@ pub async fn layer_hands_an_aborted_claim_back<F: StoreFactory>(f: &F) {
         move |message: Message| {
             let calls = calls.clone();
             async move {
-                let first = {
-                    let mut calls = calls.lock().expect("not poisoned");
-                    let n = calls.entry(key_of(&message)).or_default();
-                    *n += 1;
-                    *n == 1
-                };
-                if first {
+                if count(&calls, &message) == 1 {
                     // Stuck: outlives the shutdown deadline.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
