@@ -521,7 +521,7 @@ fn read_all(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(record)) => {
                 let end = ends.get(&record.partition()).copied();
-                out.push(from_record(&record, &topic_arc).message);
+                out.push(from_record(&record, &topic_arc, false).message);
                 if end.is_some_and(|end| record.offset() + 1 >= end) {
                     ends.remove(&record.partition());
                 }

@@ -396,7 +396,7 @@ fn queue(
                 );
                 pause_partition(shared.consumer(), topic, record.partition(), true);
             }
-            let received = from_record(&record, &state.topic);
+            let received = from_record(&record, &state.topic, flow.is_retry_topic(topic));
             Fetched::Record(received, state)
         }
         Err(e @ RdKafkaError::MessageConsumptionFatal(_)) => {

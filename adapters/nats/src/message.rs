@@ -2,7 +2,7 @@
 //!
 //! | wharf | NATS |
 //! |---|---|
-//! | id | `Nats-Msg-Id` header (JetStream deduplicates on it), or `wharf-message-id` from a publisher with [broker deduplication](crate::NatsPublisher::broker_dedup) off; without either, a JetStream message's id is `<stream>:<stream sequence>` and a Core message gets a random id |
+//! | id | `Nats-Msg-Id` header (JetStream deduplicates on it), or `wharf-message-id` from a publisher with [broker deduplication](crate::NatsPublisher::broker_dedup) off; without either (or with empty ones), a JetStream message's id is `<stream>:<stream sequence>` and a Core message gets a random id |
 //! | key | `wharf-key` header |
 //! | headers | NATS headers (UTF-8 text; a CR or LF in a value becomes a space, invalid UTF-8 is replaced) |
 //! | payload | payload |
@@ -115,8 +115,10 @@ pub(crate) fn from_nats(
         for (name, values) in map.iter() {
             let name: &str = name.as_ref();
             match name {
-                MSG_ID_HEADER => id = values.first().map(|v| MessageId::from(v.as_str())),
-                names::MESSAGE_ID => wharf_id = values.first().map(|v| MessageId::from(v.as_str())),
+                // An empty id is no id: the fallback names the message, so one empty id
+                // cannot make every such message a duplicate of the first.
+                MSG_ID_HEADER => id = non_empty_id(values.first()),
+                names::MESSAGE_ID => wharf_id = non_empty_id(values.first()),
                 KEY_HEADER => key = values.first().map(|v| Bytes::from(v.as_str().to_owned())),
                 _ => {
                     for v in values {
@@ -134,6 +136,13 @@ pub(crate) fn from_nats(
         Some(k) => message.with_key(k),
         None => message,
     }
+}
+
+fn non_empty_id(value: Option<&HeaderValue>) -> Option<MessageId> {
+    value
+        .map(HeaderValue::as_str)
+        .filter(|v| !v.is_empty())
+        .map(MessageId::from)
 }
 
 /// What the runtime needs from a JetStream delivery's `$JS.ACK` reply subject.
@@ -205,6 +214,9 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
         }
     })
 }
+
+#[cfg(test)]
+mod hostile_input;
 
 #[cfg(test)]
 mod tests {

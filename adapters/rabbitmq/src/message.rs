@@ -318,6 +318,9 @@ pub(crate) fn to_properties(message: &Message) -> Result<BasicProperties, Rabbit
 }
 
 #[cfg(test)]
+mod hostile_input;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
