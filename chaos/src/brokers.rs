@@ -50,9 +50,10 @@ impl Broker {
     /// The URL every process of run `run` connects with, to the broker at `port` (its
     /// own, or a proxy's).
     ///
-    /// - RabbitMQ: the run's queues expire a minute after their last consumer left, so
-    ///   runs leave nothing behind (a node restarted with hundreds of quorum queues
-    ///   recovers every one of them before it answers quickly again).
+    /// - RabbitMQ: one retry tier (nothing fails, so nothing waits in it) and the run's
+    ///   queues expire a minute after their last consumer left, so runs leave nothing
+    ///   behind (a node restarted with hundreds of quorum queues recovers every one of
+    ///   them before it answers quickly again).
     ///
     /// - Kafka: 4 partitions; static membership (`group.instance.id`), so a restarted
     ///   child takes its dead predecessor's place at once instead of waiting out the
@@ -63,7 +64,7 @@ impl Broker {
     pub(crate) fn url(self, run: &str, port: u16) -> String {
         match self {
             Broker::RabbitMq => {
-                format!("amqp://guest:guest@127.0.0.1:{port}/%2f?queue_expires=60s")
+                format!("amqp://guest:guest@127.0.0.1:{port}/%2f?retry_tiers=1s&queue_expires=60s")
             }
             Broker::Kafka => format!(
                 "kafka://127.0.0.1:{port}?partitions=4&offset_reset=earliest\

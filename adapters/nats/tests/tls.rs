@@ -1,0 +1,148 @@
+//! TLS for real: a nats-server of the test's own, on a free loopback port, with a
+//! certificate the test generates (`rcgen`). A client that trusts the test's CA
+//! (`tls=true&tls_ca_file=`) connects and a message goes through; a client that trusts
+//! another CA fails at start-up with a clear error, within the connection timeout, and
+//! never hangs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use wharf::Message;
+use wharf_nats::{NatsClient, NatsConfig};
+
+/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM
+/// files in `dir`: `<name>-ca.pem`, `<name>-cert.pem`, `<name>-key.pem`.
+fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// The nats-server binary `scripts/brokers.sh` installs.
+fn nats_server_bin() -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/brokers.sh");
+    let out = Command::new("bash")
+        .args(["-c", &format!("source '{script}' && nats_server_bin")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A nats-server requiring TLS with `cert`/`key`, killed on drop.
+struct TlsServer {
+    child: Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &Path, key: &Path) -> TlsServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--tls"])
+            .arg("--tlscert")
+            .arg(cert)
+            .arg("--tlskey")
+            .arg(key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (scripts/brokers.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the TLS nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsServer { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs nats"]
+async fn tls_with_the_servers_ca_connects_and_another_ca_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("wharf-nats-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = certificates(&dir, "good");
+    let (other_ca, _, _) = certificates(&dir, "other");
+    let server = TlsServer::start(&cert, &key);
+
+    // Trusting the server's CA: connected, and a message goes through.
+    let url = format!(
+        "nats://127.0.0.1:{}/tls.orders?tls=true&tls_ca_file={}",
+        server.port,
+        ca.display()
+    );
+    let nats = NatsClient::connect(url.parse::<NatsConfig>().unwrap())
+        .await
+        .expect("TLS with the server's CA connects");
+    let mut sub = nats.client().subscribe("tls.orders").await.unwrap();
+    nats.client().flush().await.unwrap();
+    wharf::Publisher::publish(&nats.publisher(), "tls.orders", Message::new("over TLS"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("the message arrived over TLS")
+        .unwrap();
+    assert_eq!(&got.payload[..], b"over TLS");
+
+    // Trusting another CA: a clear start-up error, not a hang.
+    let url = format!(
+        "nats://127.0.0.1:{}/tls.orders?tls=true&tls_ca_file={}",
+        server.port,
+        other_ca.display()
+    );
+    let started = Instant::now();
+    let connected = tokio::time::timeout(
+        Duration::from_secs(30),
+        NatsClient::connect(url.parse::<NatsConfig>().unwrap()),
+    )
+    .await
+    .expect("a wrong CA fails instead of hanging");
+    let Err(err) = connected else {
+        panic!("a server certificate from another CA must be refused");
+    };
+    let text = format!("{err}");
+    assert!(matches!(err, wharf::Error::Connection(_)), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    eprintln!("wrong CA: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
