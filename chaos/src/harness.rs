@@ -249,17 +249,27 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
         restarted: 0,
     };
     let mut struck_at = Vec::new();
+    // Effects written when the running child started: each strike waits until that child
+    // took effect at least once, so it never hits a child still starting (two points
+    // close together, or a previous child's drain that passed the next point).
+    let mut at_start = 0;
     for point in &points {
-        wait_for(&db, &run, *point, &mut children).await?;
+        let target = (*point).max(at_start + 1).min(s.messages);
+        let now = wait_for(&db, &run, target, &mut children).await?;
+        if now >= s.messages {
+            break; // nothing left to strike at
+        }
         struck_at.push(effects::now(&db).await?);
         match s.fault {
             Fault::Kill => {
                 let running = &mut children.running;
                 running.kill().await.map_err(|e| format!("SIGKILL: {e}"))?; // and reaped
+                at_start = effects::distinct(&db, &run).await?;
                 *running = spawn(&child, &log)?;
             }
             Fault::Term => {
                 terminate(&mut children.running).await?;
+                at_start = effects::distinct(&db, &run).await?;
                 children.running = spawn(&child, &log)?;
             }
             Fault::Cut => {
@@ -305,7 +315,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
         s.fault.as_str(),
         s.effects.as_str(),
         s.messages,
-        points.len(),
+        struck_at.len(),
         t.rows,
         missing,
         t.duplicates,
