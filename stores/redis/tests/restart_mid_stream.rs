@@ -64,10 +64,13 @@ impl Server {
         child
     }
 
-    /// `SIGKILL`, then a new server on the same files.
+    /// `SIGKILL`, half a second down (so operations in flight fail, rather than the
+    /// connection manager's reconnect hiding the crash), then a new server on the same
+    /// files.
     fn crash_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
         self.child = Self::spawn(&self.dir);
     }
 }
@@ -106,9 +109,12 @@ async fn a_redis_crash_loses_nothing_and_duplicates_nothing() {
     let dir = std::env::temp_dir().join(format!("wharf-redis-restart-{}", std::process::id()));
     let server = Arc::new(Mutex::new(Server::start(&dir)));
     let restarted = server.clone();
-    restart_mid_stream(&Redis, move || {
+    // Redis' connection manager may wait for the server instead of failing: the summary
+    // may show no retry; what counts is that nothing was lost or done twice.
+    let summary = restart_mid_stream(&Redis, move || {
         restarted.lock().unwrap().crash_and_restart();
     })
     .await;
+    eprintln!("across the crash: {summary:?}");
     drop(server);
 }

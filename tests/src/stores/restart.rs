@@ -13,14 +13,17 @@ use super::{unique_consumer, StoreFactory};
 
 /// A consumer with the idempotency layer on the store handles 300 operations; a fifth of
 /// the way in, `restart` restarts the store's server (it returns once the server is back
-/// or on its way). The store's errors during the outage are transient (the deliveries are
-/// retried, none is dead-lettered), its connections come back on their own, every
-/// operation takes effect, and none takes effect twice.
+/// or on its way) under the running consumer. Whatever the store does during
+/// the outage (fail its operations, which must be transient: retried, never
+/// dead-lettered; or wait for the server, as Redis' connection manager may), its
+/// connections come back on their own, every operation takes effect, and none takes
+/// effect twice. Returns the consumer's summary (`retried` counts the deliveries the
+/// outage failed), for store-specific checks.
 ///
 /// Not part of [`store_conformance_tests!`](crate::store_conformance_tests): a restart
 /// disturbs every other test on the server, so each store runs it in a test binary of its
 /// own, against a server the test may restart.
-pub async fn restart_mid_stream<F, R>(f: &F, restart: R)
+pub async fn restart_mid_stream<F, R>(f: &F, restart: R) -> wharf::Summary
 where
     F: StoreFactory,
     R: FnOnce() + Send + 'static,
@@ -104,15 +107,11 @@ where
         "{}: operations that took effect twice: {twice:?}",
         f.name()
     );
-    assert!(
-        summary.retried > 0,
-        "{}: the restart was seen (store errors retried): {summary:?}",
-        f.name()
-    );
     assert_eq!(
         summary.dead_lettered,
         0,
         "{}: a store outage dead-letters nothing: {summary:?}",
         f.name()
     );
+    summary
 }
