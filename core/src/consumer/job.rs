@@ -29,6 +29,8 @@ pub(crate) struct Settling {
     pub(crate) retry_delay: Duration,
     /// The adapter has a native dead-letter path.
     pub(crate) native_dead_letter: bool,
+    /// The runtime reruns `Retry` itself (`Capabilities::retry_in_lane`).
+    pub(crate) retry_in_lane: bool,
     /// Attempts after which a transient error or panic that reached the runtime is
     /// dead-lettered instead of retried again.
     pub(crate) max_attempts: u32,
@@ -268,6 +270,21 @@ pub(crate) fn final_outcome(
         }
     };
     match outcome {
+        // Where retries run in this process (Core NATS), turning the dead letter into a
+        // retry would rerun a permanent failure for ever, holding its key's lane and a
+        // slot: the acker gets the dead letter and says what it does with it (Core NATS
+        // cannot keep it: lost, logged and counted).
+        Outcome::DeadLetter(ref failure)
+            if !settling.native_dead_letter && settling.retry_in_lane =>
+        {
+            tracing::error!(
+                message_id = %id,
+                reason = %failure.reason(),
+                error = %failure.error(),
+                "dead-letter outcome reached the runtime, but the stack has no dead-letter layer, the adapter no native dead-letter path, and retries run in this process; settling it as a dead letter (add the dead-letter layer to keep it)"
+            );
+            outcome
+        }
         Outcome::DeadLetter(failure) if !settling.native_dead_letter => {
             tracing::error!(
                 message_id = %id,

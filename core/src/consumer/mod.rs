@@ -259,6 +259,7 @@ where
             settling: Settling {
                 retry_delay: self.retry_delay,
                 native_dead_letter: capabilities.native_dead_letter,
+                retry_in_lane: capabilities.retry_in_lane,
                 max_attempts: self.max_attempts,
             },
             retry_in_lane: capabilities.retry_in_lane,

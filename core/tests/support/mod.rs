@@ -117,6 +117,14 @@ pub fn scripted_in_lane() -> (TestSubscriber, Script) {
     (sub, script)
 }
 
+/// An at-most-once adapter like Core NATS: no redelivery, no native dead letters, retries
+/// run in the message's lane by the runtime.
+pub fn scripted_at_most_once() -> (TestSubscriber, Script) {
+    let (mut sub, script) = scripted_with(false, false);
+    sub.caps.retry_in_lane = true;
+    (sub, script)
+}
+
 /// `lazy`: settlements take effect only when their future is polled to completion.
 pub fn scripted_with(native_dead_letter: bool, lazy: bool) -> (TestSubscriber, Script) {
     let (tx, rx) = mpsc::unbounded_channel();
