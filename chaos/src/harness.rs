@@ -199,6 +199,17 @@ async fn terminate(child: &mut Child) -> Result<(), String> {
     }
 }
 
+/// Deletes what a passed run left on the broker where the adapter can: JetStream's
+/// streams (a restarted nats-server recovers every stream it keeps). RabbitMQ's queues
+/// expire by themselves (`queue_expires`); Kafka topics stay (the adapter deletes none).
+async fn tidy(client: &wharf_any::AnyClient, source: &str, group: &str) {
+    if let wharf_any::AnyClient::Nats(nats) = client {
+        let js = nats.jetstream_source(source, group);
+        let _ = nats.delete_stream(&js.stream).await;
+        let _ = nats.delete_stream(&js.dead_letter_stream).await;
+    }
+}
+
 pub(crate) async fn run(s: Settings) -> Result<(), String> {
     let started = Instant::now();
     let run = format!("{}{}", std::process::id(), s.seed % 100_000);
@@ -296,10 +307,10 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     let t = effects::tally(&db, &run).await?;
     // Nothing failed, so nothing may be dead-lettered (not by a kill, a cut, a restart or
     // a shutdown). A new connection: the first one may have lived through a restart.
-    let reader = wharf_any::connect(&direct)
+    let end_client = wharf_any::connect(&direct)
         .await
-        .map_err(|e| format!("connecting to read dead letters: {e}"))?
-        .dead_letters();
+        .map_err(|e| format!("connecting to read dead letters: {e}"))?;
+    let reader = end_client.dead_letters();
     let destination = reader.destination(&source, &child.group);
     let dead_letters = reader
         .list(&destination, 1000)
@@ -366,6 +377,7 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     }
     effects::forget(&db, &run).await?;
     if broken.is_empty() {
+        tidy(&end_client, &source, &child.group).await;
         let _ = std::fs::remove_file(&log);
         Ok(())
     } else {
