@@ -67,6 +67,16 @@ impl StoreKind {
     pub(crate) const ALL: [StoreKind; 3] =
         [StoreKind::Memory, StoreKind::Postgres, StoreKind::Redis];
 
+    /// The store's short name (`claims` scenario rows).
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Redis => "redis",
+        }
+    }
+
+    /// The `stores` scenario's row label.
     pub(crate) fn label(self) -> &'static str {
         match self {
             StoreKind::Memory => "recommended + memory",
@@ -136,20 +146,21 @@ async fn tidy_postgres(store: &wharf_postgres::PostgresStore) {
 
 /// Runs the `claims` scenario and prints the table.
 pub(crate) async fn claims(settings: &Settings) {
-    let postgres = postgres(settings.in_flight).await;
-    let stores: [(&str, Arc<dyn IdempotencyStore>); 3] = [
-        ("memory", Arc::new(MemoryIdempotencyStore::default())),
-        ("postgres", Arc::new(postgres.clone())),
-        ("redis", Arc::new(redis().await)),
-    ];
+    let mut stores = Vec::new();
+    for kind in StoreKind::ALL {
+        stores.push((
+            kind.name(),
+            BenchStore::open(kind, settings.in_flight).await,
+        ));
+    }
     println!(
         "stores: {} claim+complete per round, {} rounds, {} in flight",
         settings.messages, settings.rounds, settings.in_flight
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); stores.len()];
     for r in 0..settings.rounds {
-        for (i, (_, store)) in stores.iter().enumerate() {
-            let took = round(store.clone(), settings, r).await;
+        for (i, (_, bench)) in stores.iter().enumerate() {
+            let took = round(bench.store.clone(), settings, r).await;
             rates[i].push(settings.messages as f64 / took.as_secs_f64());
         }
     }
@@ -172,5 +183,7 @@ pub(crate) async fn claims(settings: &Settings) {
             rounds.join(" ")
         );
     }
-    tidy_postgres(&postgres).await;
+    for (_, bench) in &stores {
+        bench.tidy().await;
+    }
 }

@@ -140,6 +140,14 @@ struct Children<'a> {
     restarted: u64,
 }
 
+impl Children<'_> {
+    /// Starts a new child in place of the running one (which must have exited).
+    fn start_another(&mut self) -> Result<(), String> {
+        self.running = spawn(self.settings, self.log)?;
+        Ok(())
+    }
+}
+
 /// Waits until `target` messages took effect; fails when nothing moves for [`STALL`] or
 /// the child exits (unless supervised: then another starts).
 async fn wait_for(
@@ -163,7 +171,7 @@ async fn wait_for(
                 ));
             }
             children.restarted += 1;
-            children.running = spawn(children.settings, log)?;
+            children.start_another()?;
         }
         if now != last {
             (last, moved) = (now, Instant::now());
@@ -177,7 +185,7 @@ async fn wait_for(
     }
 }
 
-/// Ends the last child with `SIGTERM` (a graceful stop), `SIGKILL` after 30 s.
+/// Ends a child with `SIGTERM` (a graceful stop), `SIGKILL` after 30 s.
 async fn terminate(child: &mut Child) -> Result<(), String> {
     if let Some(pid) = child.id() {
         let status = std::process::Command::new("kill")
@@ -190,11 +198,11 @@ async fn terminate(child: &mut Child) -> Result<(), String> {
     }
     match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("the last child exited with {status} after SIGTERM")),
-        Ok(Err(e)) => Err(format!("waiting for the last child: {e}")),
+        Ok(Ok(status)) => Err(format!("the child exited with {status} after SIGTERM")),
+        Ok(Err(e)) => Err(format!("waiting for the child: {e}")),
         Err(_) => {
             let _ = child.kill().await;
-            Err("the last child did not stop within 30 s of SIGTERM".to_owned())
+            Err("the child did not stop within 30 s of SIGTERM".to_owned())
         }
     }
 }
@@ -273,15 +281,15 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
         struck_at.push(effects::now(&db).await?);
         match s.fault {
             Fault::Kill => {
-                let running = &mut children.running;
-                running.kill().await.map_err(|e| format!("SIGKILL: {e}"))?; // and reaped
+                let killed = children.running.kill().await; // SIGKILL, then reaped
+                killed.map_err(|e| format!("SIGKILL: {e}"))?;
                 at_start = effects::distinct(&db, &run).await?;
-                *running = spawn(&child, &log)?;
+                children.start_another()?;
             }
             Fault::Term => {
                 terminate(&mut children.running).await?;
                 at_start = effects::distinct(&db, &run).await?;
-                children.running = spawn(&child, &log)?;
+                children.start_another()?;
             }
             Fault::Cut => {
                 let cut = proxy.as_ref().map_or(0, Proxy::cut);

@@ -20,6 +20,19 @@ use crate::headers::Headers;
 pub struct MessageId(Arc<str>);
 
 impl MessageId {
+    /// The id a broker header carries, or `None` when it is empty: an adapter then names
+    /// the message another way (its position, its content). An empty id taken as an id
+    /// would make every message carrying one a duplicate of the first under dedup.
+    ///
+    /// ```
+    /// use wharf::MessageId;
+    /// assert_eq!(MessageId::non_empty("m-1").unwrap().as_str(), "m-1");
+    /// assert!(MessageId::non_empty("").is_none());
+    /// ```
+    pub fn non_empty(id: &str) -> Option<Self> {
+        (!id.is_empty()).then(|| MessageId::from(id))
+    }
+
     /// A fresh random id (UUID v4).
     pub fn random() -> Self {
         // Encoded on the stack: one allocation (the `Arc`), no formatting machinery.

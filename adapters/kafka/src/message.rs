@@ -66,8 +66,7 @@ pub(crate) fn read_headers<'a>(
     for (name, value) in list {
         match name {
             names::MESSAGE_ID => {
-                let id = String::from_utf8_lossy(value);
-                read.id = (!id.is_empty()).then(|| MessageId::from(&*id));
+                read.id = MessageId::non_empty(&String::from_utf8_lossy(value));
             }
             names::ATTEMPT => {
                 read.attempt =

@@ -117,8 +117,16 @@ pub(crate) fn from_nats(
             match name {
                 // An empty id is no id: the fallback names the message, so one empty id
                 // cannot make every such message a duplicate of the first.
-                MSG_ID_HEADER => id = non_empty_id(values.first()),
-                names::MESSAGE_ID => wharf_id = non_empty_id(values.first()),
+                MSG_ID_HEADER => {
+                    id = values
+                        .first()
+                        .and_then(|v| MessageId::non_empty(v.as_str()))
+                }
+                names::MESSAGE_ID => {
+                    wharf_id = values
+                        .first()
+                        .and_then(|v| MessageId::non_empty(v.as_str()))
+                }
                 KEY_HEADER => key = values.first().map(|v| Bytes::from(v.as_str().to_owned())),
                 _ => {
                     for v in values {
@@ -136,13 +144,6 @@ pub(crate) fn from_nats(
         Some(k) => message.with_key(k),
         None => message,
     }
-}
-
-fn non_empty_id(value: Option<&HeaderValue>) -> Option<MessageId> {
-    value
-        .map(HeaderValue::as_str)
-        .filter(|v| !v.is_empty())
-        .map(MessageId::from)
 }
 
 /// What the runtime needs from a JetStream delivery's `$JS.ACK` reply subject.

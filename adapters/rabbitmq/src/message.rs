@@ -152,13 +152,16 @@ pub(crate) fn from_amqp(
     let table = properties.headers().as_ref();
     let get = |name: &str| table.and_then(|t| t.inner().get(name));
 
-    let id = match properties.message_id() {
-        Some(id) if !id.as_str().is_empty() => MessageId::from(id.as_str()),
-        _ => match get(names::MESSAGE_ID).and_then(str_of) {
-            Some(id) if !id.is_empty() => MessageId::from(id),
-            _ => fallback_id(&data, table),
-        },
-    };
+    let id = properties
+        .message_id()
+        .as_ref()
+        .and_then(|id| MessageId::non_empty(id.as_str()))
+        .or_else(|| {
+            get(names::MESSAGE_ID)
+                .and_then(str_of)
+                .and_then(|id| MessageId::non_empty(&id))
+        })
+        .unwrap_or_else(|| fallback_id(&data, table));
 
     let carried = get(names::ATTEMPT)
         .and_then(|v| {

@@ -29,7 +29,8 @@ pub(crate) struct Settling {
     pub(crate) retry_delay: Duration,
     /// The adapter has a native dead-letter path.
     pub(crate) native_dead_letter: bool,
-    /// The runtime reruns `Retry` itself (`Capabilities::retry_in_lane`).
+    /// The adapter leaves `Retry` to the runtime, which reruns it in the message's lane:
+    /// see [`Capabilities::retry_in_lane`](crate::adapter::Capabilities::retry_in_lane).
     pub(crate) retry_in_lane: bool,
     /// Attempts after which a transient error or panic that reached the runtime is
     /// dead-lettered instead of retried again.
@@ -183,8 +184,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
         let this = self.project();
-        let settled = match this.fut.poll(cx) {
-            Poll::Ready(settled) => settled,
+        let (settled, timed_out) = match this.fut.poll(cx) {
+            Poll::Ready(settled) => (settled, false),
             Poll::Pending => {
                 // `sleep` caps a huge timeout (`Duration::MAX`: never give up).
                 let deadline = this
@@ -193,20 +194,14 @@ where
                 if deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let mut finished = this
-                    .finished
-                    .take()
-                    .expect("Settle polled after completion");
-                finished.timed_out = true;
-                finished.settled = Err(Box::new(Error::Settle(
-                    format!(
-                        "the settlement did not finish within the settle timeout ({:?}); \
-                         given up",
-                        this.timeout
-                    )
-                    .into(),
-                )));
-                return Poll::Ready(finished);
+                let given_up = format!(
+                    "the settlement did not finish within the settle timeout ({:?}); given up",
+                    this.timeout
+                );
+                (
+                    Err(Box::new(Error::Settle(given_up.into())) as BoxError),
+                    true,
+                )
             }
         };
         let mut finished = this
@@ -214,6 +209,7 @@ where
             .take()
             .expect("Settle polled after completion");
         finished.settled = settled;
+        finished.timed_out = timed_out;
         Poll::Ready(finished)
     }
 }

@@ -262,7 +262,6 @@ where
                 retry_in_lane: capabilities.retry_in_lane,
                 max_attempts: self.max_attempts,
             },
-            retry_in_lane: capabilities.retry_in_lane,
             hand_back_on_stop: capabilities.redelivers_unacked,
             stamp: stamp.clone(),
             stop_when_idle: self.stop_when_idle,

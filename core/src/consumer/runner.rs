@@ -33,10 +33,8 @@ pub(super) struct Limits {
     pub(super) ordering: DeliveryOrder,
     pub(super) shutdown_timeout: Duration,
     pub(super) settle_timeout: Duration,
+    /// Also says whether the adapter leaves `Retry` to the runtime (`retry_in_lane`).
     pub(super) settling: Settling,
-    /// The adapter leaves `Retry` to the runtime: see
-    /// [`Capabilities::retry_in_lane`](crate::adapter::Capabilities::retry_in_lane).
-    pub(super) retry_in_lane: bool,
     /// The broker delivers again what is handed back (settled `Retry` while stopping).
     /// Where it cannot (Core NATS), in-lane retries go on while draining, until the
     /// shutdown deadline.
@@ -372,7 +370,7 @@ where
             attempt: message.attempt(),
             key,
             acker,
-            message: self.limits.retry_in_lane.then(|| message.clone()),
+            message: self.limits.settling.retry_in_lane.then(|| message.clone()),
         };
         if revoked(&entry.acker) {
             // Taken away while it waited behind its lane: the new owner delivers it.
