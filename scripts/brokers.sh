@@ -36,6 +36,20 @@ wait_for_port() {
   return 1
 }
 
+# Stops the processes whose command line matches a pattern (SIGTERM) and waits until they
+# are gone; after `grace` seconds they are killed. A listener that closed is not enough:
+# a process still shutting down can hold its data directory's lock.
+stop_process() {
+  local pattern=$1 name=$2 grace=${3:-20}
+  pkill -TERM -f "$pattern" 2>/dev/null || return 0
+  for _ in $(seq "$grace"); do pgrep -f "$pattern" >/dev/null || return 0; sleep 1; done
+  echo "$name did not stop within ${grace}s of SIGTERM: killing it"
+  pkill -KILL -f "$pattern" 2>/dev/null || true
+  for _ in $(seq 10); do pgrep -f "$pattern" >/dev/null || return 0; sleep 1; done
+  echo "error: $name is still running after SIGKILL" >&2
+  return 1
+}
+
 APT_UPDATED=0
 # Installs Debian packages that are missing (one `apt-get update` per script run).
 apt_install() {
@@ -88,8 +102,7 @@ ensure_nats() {
 
 # Restarts the nats-server this script runs (the NATS restart test calls it).
 restart_nats() {
-  pkill -f "$(nats_server_bin)" 2>/dev/null || true
-  for _ in $(seq 30); do port_open 4222 || break; sleep 1; done
+  stop_process "$(nats_server_bin)" nats-server 20 || return 1
   ensure_nats
 }
 
@@ -165,9 +178,10 @@ ensure_kafka() {
     port_open 9094 && return 0
     # Started from an older server.properties (no SASL listener on 9094): restart it.
     echo "restarting Apache Kafka with the current server.properties"
-    pkill -f 'kafka\.Kafka ' || true
-    for _ in $(seq 60); do port_open 9092 || break; sleep 1; done
+    stop_kafka || return 1
   fi
+  # A broker still shutting down holds the data directory's lock: a new one would exit.
+  if pgrep -f 'kafka\.Kafka ' >/dev/null; then stop_kafka || return 1; fi
   install_kafka || return 1
   local dir="$WHARF_RUN/kafka"
   mkdir -p "$dir"
@@ -196,9 +210,16 @@ ensure_kafka() {
 
 # Restarts Apache Kafka (data kept; the chaos harness calls it).
 restart_kafka() {
-  pkill -f 'kafka\.Kafka ' || true
-  for _ in $(seq 60); do port_open 9092 || break; sleep 1; done
+  stop_kafka || return 1
   ensure_kafka
+}
+
+# Stops Apache Kafka and waits until the process is gone. The listener closes early in a
+# graceful shutdown, but a single-node KRaft broker can then wait on its own quorum for
+# minutes while it still holds the data directory's lock: after 20 s it is killed (the log
+# is recovered on start, as after a crash).
+stop_kafka() {
+  stop_process 'kafka\.Kafka ' "Apache Kafka" 20
 }
 
 # ---- PostgreSQL ---------------------------------------------------------------------
