@@ -108,6 +108,12 @@ restart_nats() {
 
 # ---- RabbitMQ -----------------------------------------------------------------------
 
+# The rabbitmq-server start script of Debian's package (the TLS test starts a node of its
+# own with it, beside the one `ensure_rabbitmq` runs).
+rabbitmq_server_bin() {
+  echo /usr/lib/rabbitmq/bin/rabbitmq-server
+}
+
 # RabbitMQ 3.10 from Debian on 127.0.0.1:5672 (guest/guest).
 ensure_rabbitmq() {
   port_open 5672 && return 0
@@ -136,11 +142,14 @@ restart_rabbitmq() {
 # Build dependencies of the Kafka adapter: rdkafka builds the bundled librdkafka with
 # cmake, and librdkafka's cmake build wants the curl headers even with curl off
 # (librdkafka #5135).
+# OpenSSL headers: librdkafka's SSL (the `ssl` feature, on in the workspace's builds).
 ensure_kafka_build_deps() {
-  if command -v cmake >/dev/null && [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]]; then
+  if command -v cmake >/dev/null && command -v pkg-config >/dev/null \
+    && [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]] \
+    && [[ -f /usr/include/openssl/ssl.h ]]; then
     return 0
   fi
-  apt_install cmake libcurl4-openssl-dev
+  apt_install cmake pkg-config libcurl4-openssl-dev libssl-dev
 }
 
 # The folder holding Apache Kafka's jars, named after a hash of the pom so a version

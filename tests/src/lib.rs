@@ -63,6 +63,7 @@ mod support;
 
 pub mod stores;
 pub mod suite;
+pub mod tls;
 
 pub use factory::{AdapterFactory, DeadLetterRecord};
 pub use support::{unique_group, unique_topic};

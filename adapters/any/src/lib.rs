@@ -9,13 +9,14 @@
 //! | URL | broker | feature |
 //! |---|---|---|
 //! | `memory://` | a new in-memory broker (each `connect` its own) | always on |
-//! | `amqp://`, `amqps://` | RabbitMQ ([`wharf_rabbitmq`]) | `rabbitmq` |
-//! | `kafka://`, `kafka+ssl://` | Kafka ([`wharf_kafka`]) | `kafka` |
+//! | `amqp://`, `amqps://` | RabbitMQ ([`wharf_rabbitmq`]) | `rabbitmq` (`amqps`: and `tls`) |
+//! | `kafka://`, `kafka+ssl://` | Kafka ([`wharf_kafka`]) | `kafka` (`kafka+ssl`: and `tls`) |
 //! | `nats://` (TLS: `?tls=true`) | Core NATS ([`wharf_nats`]), at-most-once | `nats` |
 //! | `nats+jetstream://` | NATS JetStream, at-least-once | `nats` |
 //!
-//! The URL is the adapter's own (every option it documents works here); `all` turns
-//! every adapter on. An unknown scheme, or one whose feature is off, is an
+//! The URL is the adapter's own (every option it documents works here); `tls` turns on
+//! the build features `amqps://` and `kafka+ssl://` need (librdkafka is then built with
+//! OpenSSL: libssl-dev and pkg-config); `all` turns every adapter and `tls` on. An unknown scheme, or one whose feature is off, is an
 //! [`Error::Config`] on `url` naming what to do; the URL itself is never repeated in an
 //! error, since it may hold a password.
 //!

@@ -6,38 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use wharf::Message;
+use wharf_conformance::tls::{free_port, test_dir, TestCertificates};
 use wharf_nats::{NatsClient, NatsConfig};
-
-/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM
-/// files in `dir`: `<name>-ca.pem`, `<name>-cert.pem`, `<name>-key.pem`.
-fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_cert, &ca_key)
-        .unwrap();
-    let paths = (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}-cert.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, server.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
 
 /// The nats-server binary `scripts/brokers.sh` installs.
 fn nats_server_bin() -> String {
@@ -57,11 +33,7 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(cert: &Path, key: &Path) -> TlsServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(nats_server_bin())
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--tls"])
             .arg("--tlscert")
@@ -94,17 +66,16 @@ impl Drop for TlsServer {
 #[tokio::test]
 #[ignore = "needs nats"]
 async fn tls_with_the_servers_ca_connects_and_another_ca_is_refused_at_once() {
-    let dir = std::env::temp_dir().join(format!("wharf-nats-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ca, cert, key) = certificates(&dir, "good");
-    let (other_ca, _, _) = certificates(&dir, "other");
-    let server = TlsServer::start(&cert, &key);
+    let dir = test_dir("nats-tls");
+    let good = TestCertificates::generate(&dir, "good");
+    let other = TestCertificates::generate(&dir, "other");
+    let server = TlsServer::start(&good.cert, &good.key);
 
     // Trusting the server's CA: connected, and a message goes through.
     let url = format!(
         "nats://127.0.0.1:{}/tls.orders?tls=true&tls_ca_file={}",
         server.port,
-        ca.display()
+        good.ca.display()
     );
     let nats = NatsClient::connect(url.parse::<NatsConfig>().unwrap())
         .await
@@ -124,7 +95,7 @@ async fn tls_with_the_servers_ca_connects_and_another_ca_is_refused_at_once() {
     let url = format!(
         "nats://127.0.0.1:{}/tls.orders?tls=true&tls_ca_file={}",
         server.port,
-        other_ca.display()
+        other.ca.display()
     );
     let started = Instant::now();
     let connected = tokio::time::timeout(

@@ -44,10 +44,12 @@
 //! | `connect_timeout` | `10s` | bound on connecting and declaring |
 //! | `reconnect_min`, `reconnect_max` | `100ms`, `10s` | reconnect backoff bounds |
 //! | `connection_name` | `wharf` | the connection name shown by the management tools |
+//! | `tls_ca_file` | the platform's roots | `amqps://` only: a PEM file of root certificates trusted besides the platform's (a private CA) |
 //!
 //! An unknown option, or an invalid value, is an [`Error::Config`] naming it.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lapin::types::ShortString;
@@ -86,6 +88,7 @@ impl QueueType {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RabbitConfig {
     pub(crate) tls: bool,
+    pub(crate) tls_ca_file: Option<PathBuf>,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) vhost: String,
@@ -176,6 +179,15 @@ impl RabbitConfig {
                 "`amqps://` needs the `tls` feature of wharf-rabbitmq",
             ));
         }
+        if let Some(path) = &self.tls_ca_file {
+            if !self.tls {
+                return Err(Error::config(
+                    "tls_ca_file",
+                    "is for `amqps://` only (this URL is plain `amqp://`)",
+                ));
+            }
+            read_ca_file(path)?;
+        }
         if self.host.is_empty() {
             return Err(Error::config("host", "must not be empty"));
         }
@@ -253,6 +265,23 @@ impl RabbitConfig {
     }
 }
 
+/// The PEM text of a `tls_ca_file`: readable, and holding at least one certificate.
+pub(crate) fn read_ca_file(path: &Path) -> Result<String, Error> {
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            "tls_ca_file",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::config(
+            "tls_ca_file",
+            format!("`{}` holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(pem)
+}
+
 /// Checks that `value` fits an AMQP short string (255 bytes).
 pub(crate) fn short_string(field: &str, value: &str) -> Result<ShortString, Error> {
     ShortString::try_new(value).map_err(|_| {
@@ -281,6 +310,7 @@ impl fmt::Debug for RabbitConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitConfig")
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("vhost", &self.vhost)
@@ -305,6 +335,7 @@ impl Default for RabbitConfig {
     fn default() -> Self {
         RabbitConfig {
             tls: false,
+            tls_ca_file: None,
             host: "127.0.0.1".into(),
             port: 5672,
             vhost: "/".into(),
@@ -435,6 +466,7 @@ fn parse_url(url: &str) -> Result<RabbitConfig, Error> {
             "reconnect_min" => c.reconnect_min = parse_duration("reconnect_min", value)?,
             "reconnect_max" => c.reconnect_max = parse_duration("reconnect_max", value)?,
             "connection_name" => c.connection_name = value.to_owned(),
+            "tls_ca_file" => c.tls_ca_file = Some(value.into()),
             other => {
                 return Err(Error::config(
                     other,
@@ -477,6 +509,14 @@ impl RabbitConfig {
     /// TLS (`amqps`); needs the `tls` feature.
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// A PEM file of root certificates trusted besides the platform's (a private CA);
+    /// `amqps://` only. [`validate`](Self::validate) reads it, so a missing or empty file
+    /// fails at start-up naming `tls_ca_file`.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
         self
     }
 

@@ -1,6 +1,7 @@
 //! Opening connections (shared by subscriber, publisher and topology).
 
 use lapin::options::ConfirmSelectOptions;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::config::RabbitConfig;
@@ -8,6 +9,10 @@ use crate::error::{timeout, RabbitError};
 
 /// Connects to the broker within `connect_timeout`, naming the connection
 /// `<connection_name>-<role>`. The error names host, port and vhost, never the password.
+///
+/// Over `amqps://` the server's certificate must chain to the platform's roots or to the
+/// `tls_ca_file`; a certificate that does not fails the handshake (no retry here: the
+/// caller's reconnect loop, or start-up, reports it).
 pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connection, RabbitError> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{}-{role}", config.connection_name).into());
@@ -16,7 +21,9 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
         config.host, config.port, config.vhost
     );
     timeout(config.connect_timeout, &doing, async {
-        Connection::connect_uri(config.amqp_uri(), properties)
+        let runtime =
+            lapin::runtime::default_runtime().map_err(|e| RabbitError::amqp(doing.clone(), e))?;
+        Connection::connect_uri_with_config(config.amqp_uri(), properties, tls_config(config)?, runtime)
             .await
             .map_err(|e| RabbitError::amqp(doing.clone(), e))
     })
@@ -39,4 +46,18 @@ pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, 
         .await
         .map_err(|e| RabbitError::amqp("enabling publisher confirms", e))?;
     Ok(channel)
+}
+
+/// The TLS settings of a connection: the `tls_ca_file`'s certificates, if any.
+fn tls_config(config: &RabbitConfig) -> Result<OwnedTLSConfig, RabbitError> {
+    let cert_chain = match &config.tls_ca_file {
+        Some(path) if config.tls => Some(
+            crate::config::read_ca_file(path).map_err(|e| RabbitError::Tls(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity: None,
+        cert_chain,
+    })
 }

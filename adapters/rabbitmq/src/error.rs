@@ -54,6 +54,10 @@ pub enum RabbitError {
     /// A destination does not parse (see [`RabbitPublisher`](crate::RabbitPublisher)).
     #[error("invalid destination `{0}`: {1}")]
     Destination(String, &'static str),
+    /// The TLS settings could not be used (the `tls_ca_file` became unreadable after
+    /// start-up).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The subscriber was closed.
     #[error("the subscriber is closed")]
     Closed,
