@@ -198,7 +198,8 @@ ensure_kafka() {
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local id
     id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
+    # `--cluster-id=`: a random id may start with `-`.
+    kafka_java kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; echo "error: could not format Kafka's storage" >&2; return 1; }
   fi
   # 1 GiB heap: plenty for the tests' topics, and leaves the 2-core machine to the tests.
@@ -215,6 +216,25 @@ ensure_kafka() {
   echo "error: Apache Kafka listens on 9092 but does not answer metadata requests" >&2
   tail -30 "$dir/kafka.log" >&2
   return 1
+}
+
+# Starts a one-node Apache Kafka (KRaft) of a test's own beside the shared one: formats
+# <dir>/data with the <dir>/server.properties the test wrote (its `log.dirs` must be
+# <dir>/data) and runs the broker in the background, in a session of its own, logging to
+# <dir>/kafka.log. Prints its pid, which is also its process group's (the test kills the
+# group). The Kafka TLS test runs its SSL-only broker this way.
+start_kafka_node() {
+  local dir=$1
+  install_kafka >/dev/null || return 1
+  local id
+  id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+  # `--cluster-id=`: a random id may start with `-`.
+  kafka_java kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" \
+    >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
+  setsid java -Xms128m -Xmx384m -XX:+UseSerialGC \
+    -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" \
+    -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 </dev/null &
+  echo $!
 }
 
 # Restarts Apache Kafka (data kept; the chaos harness calls it).

@@ -11,7 +11,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// A CA, and a certificate for `127.0.0.1` and `localhost` signed by it, as PEM files.
 #[derive(Debug, Clone)]
@@ -35,15 +35,23 @@ impl TestCertificates {
     ///
     /// If a certificate cannot be made or a file cannot be written (a test helper).
     pub fn generate(dir: &Path, name: &str) -> TestCertificates {
-        std::fs::create_dir_all(dir)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let ca_key = KeyPair::generate().expect("a CA key");
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names: with rcgen's default name on both, OpenSSL (librdkafka) takes
+        // the server's certificate for a self-signed one (issuer = subject).
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("wharf test CA {name}"));
         let ca_cert = ca.self_signed(&ca_key).expect("a self-signed CA");
         let key = KeyPair::generate().expect("a server key");
-        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("server parameters")
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server parameters");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let server = server
             .signed_by(&key, &ca_cert, &ca_key)
             .expect("a server certificate");
         let files = TestCertificates {

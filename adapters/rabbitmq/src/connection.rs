@@ -23,9 +23,14 @@ pub(crate) async fn connect(config: &RabbitConfig, role: &str) -> Result<Connect
     timeout(config.connect_timeout, &doing, async {
         let runtime =
             lapin::runtime::default_runtime().map_err(|e| RabbitError::amqp(doing.clone(), e))?;
-        Connection::connect_uri_with_config(config.amqp_uri(), properties, tls_config(config)?, runtime)
-            .await
-            .map_err(|e| RabbitError::amqp(doing.clone(), e))
+        Connection::connect_uri_with_config(
+            config.amqp_uri(),
+            properties,
+            tls_config(config)?,
+            runtime,
+        )
+        .await
+        .map_err(|e| RabbitError::amqp(doing.clone(), e))
     })
     .await
 }
@@ -51,9 +56,9 @@ pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, 
 /// The TLS settings of a connection: the `tls_ca_file`'s certificates, if any.
 fn tls_config(config: &RabbitConfig) -> Result<OwnedTLSConfig, RabbitError> {
     let cert_chain = match &config.tls_ca_file {
-        Some(path) if config.tls => Some(
-            crate::config::read_ca_file(path).map_err(|e| RabbitError::Tls(e.to_string()))?,
-        ),
+        Some(path) if config.tls => {
+            Some(crate::config::read_ca_file(path).map_err(|e| RabbitError::Tls(e.to_string()))?)
+        }
         _ => None,
     };
     Ok(OwnedTLSConfig {

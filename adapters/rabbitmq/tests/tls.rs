@@ -58,7 +58,9 @@ impl TlsNode {
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         // Started in the background by a shell, in a session of its own (as a service
         // would be), so the node is not a child of the test; the shell prints its pid,
-        // which is also its process group's.
+        // which is also its process group's. (Spawned as the test's own child, the node
+        // took every process of this sandbox down with it while booting, three times
+        // out of three; started this way, never.)
         let out = Command::new("bash")
             .arg("-c")
             .arg(format!(
@@ -185,7 +187,10 @@ async fn amqps_with_the_servers_ca_connects_and_another_ca_is_refused_at_once() 
     )
     .await
     .expect("plain AMQP on a TLS port fails instead of hanging");
-    assert!(plain.is_err(), "plain AMQP must not connect to a TLS-only port");
+    assert!(
+        plain.is_err(),
+        "plain AMQP must not connect to a TLS-only port"
+    );
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -201,7 +206,10 @@ fn tls_ca_file_is_checked_at_start_up() {
 
     let plain = format!("amqp://127.0.0.1/%2f?tls_ca_file={}", certs.ca.display());
     let missing = "amqps://127.0.0.1/%2f?tls_ca_file=/nonexistent/ca.pem".to_owned();
-    let not_pem = format!("amqps://127.0.0.1/%2f?tls_ca_file={}", dir.join("stdout.log").display());
+    let not_pem = format!(
+        "amqps://127.0.0.1/%2f?tls_ca_file={}",
+        dir.join("stdout.log").display()
+    );
     std::fs::write(dir.join("stdout.log"), "not a certificate").unwrap();
     for url in [plain, missing, not_pem] {
         let err = url.parse::<RabbitConfig>().unwrap_err().to_string();
