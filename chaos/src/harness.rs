@@ -13,8 +13,8 @@ use wharf::{Message, Publisher};
 
 use crate::brokers::Broker;
 use crate::faults::{self, Fault};
-use crate::proxy::Proxy;
 use crate::{consume, effects, number, value, Effects};
+use wharf_conformance::net::Proxy;
 
 /// Keys the messages are spread over; each key's messages are published in order.
 const KEYS: u64 = 64;
@@ -226,7 +226,11 @@ pub(crate) async fn run(s: Settings) -> Result<(), String> {
     effects::create(&db).await?;
     // `cut` puts a proxy between the children and the broker.
     let proxy = match s.fault {
-        Fault::Cut => Some(Proxy::start(([127, 0, 0, 1], s.broker.port()).into()).await?),
+        Fault::Cut => Some(
+            Proxy::start(([127, 0, 0, 1], s.broker.port()).into())
+                .await
+                .map_err(|e| format!("starting the proxy: {e}"))?,
+        ),
         _ => None,
     };
     let port = proxy.as_ref().map_or(s.broker.port(), |p| p.addr().port());

@@ -34,7 +34,6 @@ mod consume;
 mod effects;
 mod faults;
 mod harness;
-mod proxy;
 
 use std::process::ExitCode;
 

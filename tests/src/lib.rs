@@ -61,6 +61,7 @@ mod factory;
 mod macros;
 mod support;
 
+pub mod net;
 pub mod stores;
 pub mod suite;
 pub mod tls;

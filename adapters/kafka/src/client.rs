@@ -17,7 +17,7 @@ use wharf::adapter::{Client, Description};
 use wharf::Error;
 
 use crate::acker::AckerShared;
-use crate::config::{validate_topic, KafkaConfig, RetryMode};
+use crate::config::{validate_topic, KafkaConfig, RetryMode, PUBLISH_TIMEOUT};
 use crate::dead_letters::KafkaDeadLetters;
 use crate::error;
 use crate::message::from_record;
@@ -25,8 +25,6 @@ use crate::offsets::Assignment;
 use crate::publisher::KafkaPublisher;
 use crate::subscriber::{GroupContext, KafkaSubscriber};
 
-/// How long a publish (and a dead-letter or retry-topic copy) waits for the broker.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long start-up checks (metadata, topic creation) wait for the broker.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -31,6 +31,12 @@
 //! | `tls_ca_file` | system roots | PEM file of root certificates (with `kafka+ssl`) |
 //! | `rdkafka.<property>` | | any other librdkafka property, passed through |
 //!
+//! The producer is idempotent (`acks=all`) with `linger.ms=1` and
+//! `message.timeout.ms=30000`: a publish (and a retry-topic or dead-letter copy) the
+//! brokers have not acknowledged within 30 s fails with an error instead of waiting out
+//! librdkafka's default of five minutes. `rdkafka.message.timeout.ms` (or its alias
+//! `rdkafka.delivery.timeout.ms`) changes it.
+//!
 //! Unknown parameters are errors (a typo never silently falls back to a default), and so
 //! are pass-through properties the adapter manages itself (`bootstrap.servers`,
 //! `group.id`, the offset-commit settings).
@@ -53,6 +59,10 @@ use wharf::Error;
 
 pub use wharf::adapter::secret::Secret;
 
+/// How long a publish (and a dead-letter or retry-topic copy) waits for the brokers'
+/// acknowledgement: the producer's `message.timeout.ms` unless set, and the bound on
+/// waiting for room in its queue.
+pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How `Retry { after }` is carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -708,6 +718,14 @@ impl KafkaConfig {
         c.set("acks", "all");
         if !self.options.contains_key("linger.ms") {
             c.set("linger.ms", "1");
+        }
+        if !self.options.contains_key("message.timeout.ms")
+            && !self.options.contains_key("delivery.timeout.ms")
+        {
+            c.set(
+                "message.timeout.ms",
+                PUBLISH_TIMEOUT.as_millis().to_string(),
+            );
         }
         for (k, v) in &self.options {
             c.set(k, &v.value);

@@ -1,0 +1,74 @@
+//! A publisher whose broker stops answering (a partition: the connection stays open,
+//! nothing gets through) gets an error within the publish bound (30 s), never a hang;
+//! once traffic flows again, publishing works on its own.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use wharf::{Message, Publisher};
+use wharf_conformance::net::Proxy;
+use wharf_rabbitmq::{RabbitClient, RabbitConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq"]
+async fn a_stalled_connection_fails_the_publish_in_time_and_recovers() {
+    let proxy = Proxy::start(([127, 0, 0, 1], 5672).into()).await.unwrap();
+    let config: RabbitConfig = format!(
+        "amqp://guest:guest@127.0.0.1:{}/%2f?queue_type=classic",
+        proxy.addr().port()
+    )
+    .parse()
+    .unwrap();
+    let rabbit = RabbitClient::connect(config).await.unwrap();
+    let queue = common::unique("stalled-publish");
+    rabbit.declare(&queue, &["g"]).await.unwrap();
+    let publisher = rabbit.publisher();
+    publisher
+        .publish(&queue, Message::with_id("before", "1"))
+        .await
+        .expect("publishing through the proxy");
+
+    proxy.stall();
+    let started = Instant::now();
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(60),
+        publisher.publish(&queue, Message::with_id("during", "2")),
+    )
+    .await
+    .expect("a publish to a broker that stopped answering must not hang");
+    let took = started.elapsed();
+    let Err(error) = stalled else {
+        panic!("nothing was confirmed: the publish must fail");
+    };
+    eprintln!("stalled for {took:?}: {error}");
+    assert!(
+        took < Duration::from_secs(45),
+        "failed after {took:?}, past the 30 s bound"
+    );
+    assert_eq!(
+        error.message().id().as_str(),
+        "during",
+        "the error hands the message back"
+    );
+
+    proxy.resume();
+    let started = Instant::now();
+    loop {
+        match publisher
+            .publish(&queue, Message::with_id("after", "3"))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "publishing did not recover after the stall: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
