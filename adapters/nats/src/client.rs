@@ -39,6 +39,7 @@ impl NatsClient {
     /// a bad setting, and [`Error::Connection`] when no server answers.
     pub async fn connect(config: NatsConfig) -> Result<Self, Error> {
         config.validate()?;
+        ensure_crypto_provider();
         let mut options = match config.auth() {
             Auth::None => ConnectOptions::new(),
             Auth::Token(t) => ConnectOptions::with_token(t.expose().to_owned()),
@@ -309,5 +310,20 @@ mod tests {
         assert_eq!(super::stream_name("orders"), "orders");
         assert_eq!(super::stream_name("orders.created"), "orders_created");
         assert_eq!(super::stream_name("a.*.b >"), "a___b__");
+    }
+}
+
+/// async-nats builds its TLS settings on rustls's process-level crypto provider. When an
+/// application's dependencies turn on both of rustls's providers (ring, which this adapter
+/// uses, and aws-lc-rs, which lapin's TLS and many HTTP clients turn on), rustls cannot
+/// choose and async-nats panics at the first TLS connection. So ring is installed as the
+/// process default unless one is installed already (by the application, or another
+/// library). Found when the workspace's `wharf-any/tls` feature put both in one build:
+/// `tests/tls.rs` panicked.
+fn ensure_crypto_provider() {
+    use async_nats::rustls::crypto::{ring, CryptoProvider};
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread's install is fine: one is installed.
+        let _ = ring::default_provider().install_default();
     }
 }
