@@ -32,6 +32,11 @@ pub mod names {
     pub const DLQ_ATTEMPTS: &str = "wharf-dlq-attempts";
     /// When the consumer gave up, RFC 3339.
     pub const DLQ_FAILED_AT: &str = "wharf-dlq-failed-at";
+    /// On a replayed dead letter (`wharf dlq replay`): when it was replayed, RFC 3339.
+    pub const REPLAYED_AT: &str = "wharf-replayed-at";
+    /// On a replayed dead letter: how many times it was replayed (the replay's loop guard
+    /// reads it).
+    pub const REPLAY_COUNT: &str = "wharf-replay-count";
     /// Set when a dead-letter copy was cut to fit the destination's size limit: what
     /// was cut, `error` (the `wharf-dlq-error` text) and/or `headers=<n>` (that many of
     /// the original's own headers, largest first). See [`fit`](crate::adapter::dead_letter::fit).
