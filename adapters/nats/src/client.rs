@@ -303,16 +303,6 @@ impl WharfClient for NatsClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stream_names_replace_what_streams_may_not_hold() {
-        assert_eq!(super::stream_name("orders"), "orders");
-        assert_eq!(super::stream_name("orders.created"), "orders_created");
-        assert_eq!(super::stream_name("a.*.b >"), "a___b__");
-    }
-}
-
 /// async-nats builds its TLS settings on rustls's process-level crypto provider. When an
 /// application's dependencies turn on both of rustls's providers (ring, which this adapter
 /// uses, and aws-lc-rs, which lapin's TLS and many HTTP clients turn on), rustls cannot
@@ -325,5 +315,15 @@ fn ensure_crypto_provider() {
     if CryptoProvider::get_default().is_none() {
         // Losing a race to another thread's install is fine: one is installed.
         let _ = ring::default_provider().install_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_names_replace_what_streams_may_not_hold() {
+        assert_eq!(super::stream_name("orders"), "orders");
+        assert_eq!(super::stream_name("orders.created"), "orders_created");
+        assert_eq!(super::stream_name("a.*.b >"), "a___b__");
     }
 }
