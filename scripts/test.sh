@@ -63,7 +63,9 @@ step "cargo package --workspace (every crate packs and builds from its package)"
 rm -rf target/package target/debug/.fingerprint/wharf-* target/debug/.fingerprint/example-*
 find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -mindepth 2 -maxdepth 2 -type d \
   -path '*/-*/wharf-*' -exec rm -rf {} + 2>/dev/null || true
-cargo package --workspace --allow-dirty -q
+# wharf-chaos (never published) is left out: it uses wharf-conformance's TCP proxy, and
+# that path-only crate cannot be a normal dependency of a packaged crate.
+cargo package --workspace --exclude wharf-chaos --allow-dirty -q
 
 # ---- examples -----------------------------------------------------------------------
 # Every example runs; examples that need a broker are listed in scripts/examples.txt
