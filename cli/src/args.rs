@@ -16,11 +16,22 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Dead letters: list, stats, show, replay, purge.
     #[command(subcommand)]
     Dlq(Dlq),
+    /// Merge the consumer catalogs services export (`App::catalog_json`) into one table.
+    Catalog {
+        /// Catalog files (JSON arrays).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Print the merged JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `wharf dlq ...`.

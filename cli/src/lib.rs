@@ -22,10 +22,14 @@
 //! removes it only once the broker confirmed the republish; see [`replay`] for what that
 //! guarantees after a crash and for the loop guard (`--max-replays`).
 //!
+//! `wharf catalog a.json b.json` merges the consumer catalogs services export
+//! ([`App::catalog_json`](wharf::App::catalog_json)) into one table: see [`catalog`].
+//!
 //! Exit codes are in [`exit`]. Errors are one line on stderr and never show the URL or
 //! a password.
 
 pub mod args;
+pub mod catalog;
 pub mod commands;
 pub mod exit;
 pub mod filter;

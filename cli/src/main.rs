@@ -36,7 +36,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let Command::Dlq(command) = cli.command;
+    let command = match cli.command {
+        Command::Dlq(command) => command,
+        Command::Catalog { files, json } => return catalog(&files, json),
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let now = SystemTime::now();
@@ -123,6 +126,35 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     let _ = out.flush();
+    Ok(())
+}
+
+/// `wharf catalog`: reads, merges and prints; a consumer name in several catalogs is
+/// reported on stderr.
+fn catalog(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
+    let mut texts = Vec::new();
+    for path in files {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::NotFound(format!("{shown}: {e}")))?;
+        texts.push((shown, text));
+    }
+    let merged = wharf_cli::catalog::merge(&texts)?;
+    for (name, in_files) in wharf_cli::catalog::duplicates(&merged) {
+        eprintln!(
+            "wharf: consumer `{name}` is in {} catalogs: {}",
+            in_files.len(),
+            in_files.join(", ")
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text =
+            serde_json::to_string_pretty(&merged).map_err(|e| Failure::Partial(e.to_string()))?;
+        let _ = writeln!(out, "{text}");
+    } else {
+        let _ = write!(out, "{}", wharf_cli::catalog::table(&merged));
+    }
     Ok(())
 }
 

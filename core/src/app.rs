@@ -27,6 +27,10 @@ pub struct CatalogEntry {
     pub name: String,
     /// Who owns it ([`Consumer::owner`]), if said.
     pub owner: Option<String>,
+    /// What it does ([`Consumer::description`]), if said.
+    pub description: Option<String>,
+    /// The broker URL without credentials or query ([`Consumer::broker_url`]), if said.
+    pub broker_url: Option<String>,
     /// The broker, source, group and dead-letter destination, as the subscriber
     /// describes them ([`Subscriber::describe`]).
     #[serde(flatten)]
@@ -35,6 +39,9 @@ pub struct CatalogEntry {
     /// own fallback (transient errors retried after `retry_delay`, dead-lettered from
     /// attempt `max_attempts`).
     pub retry: String,
+    /// The middleware stack ([`Consumer::describe_stack`]: deduplication, idempotency
+    /// keys, timeouts), if said.
+    pub stack: Option<String>,
     /// Deliveries held unsettled at most.
     pub max_in_flight: usize,
     /// `per-key`, `unordered` or `sequential`.
@@ -116,6 +123,14 @@ impl App {
     /// One entry per consumer, in the order they were added.
     pub fn catalog(&self) -> Vec<CatalogEntry> {
         self.consumers.iter().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// The catalog as a JSON array (what `wharf catalog` merges across services): one
+    /// object per consumer with `name`, `owner`, `description`, `broker_url`, `broker`,
+    /// `source`, `group`, `dead_letters`, `retry`, `stack`, `max_in_flight`, `ordering`.
+    pub fn catalog_json(&self) -> String {
+        // A `CatalogEntry` holds only strings and numbers: serializing cannot fail.
+        serde_json::to_string_pretty(&self.catalog()).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// Runs every consumer until `shutdown` resolves (or one fails, or all end), then

@@ -55,6 +55,26 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
+/// `input` with neither its credentials nor its query (where options such as
+/// `rdkafka.sasl.password` may hold secrets): `scheme://hosts/path`, for a catalog or a
+/// log line. `<not a URL>` when there is no `://`.
+///
+/// ```
+/// use wharf::adapter::broker_url::redacted;
+/// assert_eq!(redacted("amqps://app:s3cr@t@rabbit:5671/%2f?queue=orders"), "amqps://rabbit:5671/%2f");
+/// assert_eq!(redacted("kafka://h1:9092,h2:9092/orders?rdkafka.sasl.password=x"), "kafka://h1:9092,h2:9092/orders");
+/// assert_eq!(redacted("memory://"), "memory://");
+/// ```
+pub fn redacted(input: &str) -> String {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return "<not a URL>".to_owned();
+    };
+    // The credentials run to the last `@` (see the module docs).
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    format!("{scheme}://{}", &rest[..end])
+}
+
 /// Splits `input`, accepting only `schemes`. Errors name the field `url` and never
 /// repeat the input (it may hold a password).
 pub fn parse(input: &str, schemes: &[&str]) -> Result<BrokerUrl, Error> {

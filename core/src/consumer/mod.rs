@@ -97,6 +97,9 @@ pub struct Consumer<S, Svc> {
     max_attempts: u32,
     stop_when_idle: Option<Duration>,
     retry_description: Option<String>,
+    description: Option<String>,
+    broker_url: Option<String>,
+    stack_description: Option<String>,
 }
 
 impl<S, Svc> Consumer<S, Svc>
@@ -125,6 +128,9 @@ where
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             stop_when_idle: None,
             retry_description: None,
+            description: None,
+            broker_url: None,
+            stack_description: None,
         }
     }
 
@@ -143,7 +149,10 @@ where
         crate::app::CatalogEntry {
             name: self.name.clone(),
             owner: self.owner.clone(),
+            description: self.description.clone(),
+            broker_url: self.broker_url.clone(),
             source: self.subscriber.describe(),
+            stack: self.stack_description.clone(),
             retry: self.retry_description.clone().unwrap_or_else(|| {
                 format!(
                     "not described (runtime fallback: a transient error is retried after {}, \
@@ -170,6 +179,28 @@ where
     /// Who owns this consumer (a team or service), for operators. Logged at start-up.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// What this consumer does, in a sentence, for the catalog.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The broker URL this consumer reads from, for the catalog. Kept without its
+    /// credentials and query ([`broker_url::redacted`](crate::adapter::broker_url::redacted)),
+    /// so the URL the subscriber was made from can be passed as it is.
+    pub fn broker_url(mut self, url: &str) -> Self {
+        self.broker_url = Some(crate::adapter::broker_url::redacted(url));
+        self
+    }
+
+    /// The middleware stack, in words, for the catalog (`"recommended: dedup of 100k
+    /// ids for 10 min, idempotency keys on PostgreSQL, timeout 30s"`). The stack is opaque
+    /// to the runtime, so the catalog says only what this states.
+    pub fn describe_stack(mut self, stack: impl Into<String>) -> Self {
+        self.stack_description = Some(stack.into());
         self
     }
 
