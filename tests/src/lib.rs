@@ -61,6 +61,7 @@ mod factory;
 mod macros;
 mod support;
 
+pub mod brokers;
 pub mod net;
 pub mod stores;
 pub mod suite;

@@ -10,12 +10,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use wharf::{Message, PublishError, Publisher};
 
 /// Forwards every connection made to [`addr`](Proxy::addr) to the target.
 #[derive(Debug)]
@@ -164,5 +166,60 @@ impl Blackhole {
 impl Drop for Blackhole {
     fn drop(&mut self) {
         self.accept.abort();
+    }
+}
+
+/// Publishes `message` to `destination` and checks that it fails, handing the message
+/// back, within `bound` (plus a margin for a loaded machine), instead of hanging: what a
+/// publisher must do when its broker stops answering. Returns how long the failure took.
+///
+/// # Panics
+///
+/// If the publish succeeds, takes past 60 s, or fails after `bound` + 15 s.
+pub async fn publish_fails_within<P: Publisher>(
+    publisher: &P,
+    destination: &str,
+    message: Message,
+    bound: Duration,
+) -> Duration {
+    let id = message.id().clone();
+    let started = Instant::now();
+    let published = tokio::time::timeout(
+        Duration::from_secs(60),
+        publisher.publish(destination, message),
+    )
+    .await
+    .expect("a publish to a broker that stopped answering must not hang");
+    let took = started.elapsed();
+    let Err(error): Result<(), PublishError> = published else {
+        panic!("nothing was confirmed: the publish must fail");
+    };
+    eprintln!("failed after {took:?}: {error}");
+    assert!(
+        took < bound + Duration::from_secs(15),
+        "failed after {took:?}, past the {bound:?} bound"
+    );
+    assert_eq!(
+        error.message().id(),
+        &id,
+        "the error hands the message back"
+    );
+    took
+}
+
+/// Publishes `message` to `destination` until it is confirmed, for at most 60 s: a
+/// publisher recovering by itself once its broker answers again.
+///
+/// # Panics
+///
+/// If no publish is confirmed within 60 s.
+pub async fn publish_recovers<P: Publisher>(publisher: &P, destination: &str, message: Message) {
+    let started = Instant::now();
+    while let Err(e) = publisher.publish(destination, message.clone()).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "publishing did not recover: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -8,8 +8,10 @@
 //! trusting another CA (a second `TestCertificates`) fails at start-up with a clear
 //! error, within its connection timeout, and never hangs.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -97,4 +99,33 @@ pub fn test_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
+}
+
+/// Awaits `attempt`, a connection expected to be refused (the server's certificate is
+/// from another CA), and checks it fails with [`wharf::Error::Connection`] within
+/// `within`, never hanging (60 s at most). Returns the error's text.
+///
+/// # Panics
+///
+/// If the attempt succeeds, hangs, fails otherwise, or fails after `within`.
+pub async fn refused_within<T>(
+    attempt: impl Future<Output = Result<T, wharf::Error>>,
+    within: Duration,
+) -> String {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), attempt)
+        .await
+        .expect("a certificate from another CA fails instead of hanging");
+    let Err(err) = outcome else {
+        panic!("a server certificate from another CA must be refused");
+    };
+    let text = err.to_string();
+    let took = started.elapsed();
+    eprintln!("refused after {took:?}: {text}");
+    assert!(matches!(err, wharf::Error::Connection(_)), "{text}");
+    assert!(
+        took < within,
+        "refused after {took:?}, not within {within:?}: {text}"
+    );
+    text
 }

@@ -2,7 +2,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -103,15 +102,7 @@ fn port_open() -> bool {
 /// Runs one of `scripts/brokers.sh`'s functions (the same nats-server, flags and store
 /// directory as the test script starts).
 fn brokers_sh(function: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/brokers.sh");
-    let status = Command::new("bash")
-        .args(["-c", &format!("source '{script}' && {function}")])
-        .status()
-        .unwrap_or_else(|e| panic!("running scripts/brokers.sh {function} failed: {e}"));
-    assert!(
-        status.success(),
-        "scripts/brokers.sh {function} failed: {status}"
-    );
+    wharf_conformance::brokers::brokers_sh(function);
     assert!(port_open(), "nats-server does not answer on {ADDR}");
 }
 
