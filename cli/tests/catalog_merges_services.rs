@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
+use support::wharf;
 use wharf::{App, Consumer, Handler, HandlerError, Message};
 use wharf_memory::MemoryBroker;
 
@@ -28,18 +29,6 @@ fn catalog(names: &[&str], owner: &str) -> String {
         );
     }
     app.catalog_json()
-}
-
-fn wharf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

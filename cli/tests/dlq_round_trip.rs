@@ -8,12 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::wharf;
 use tokio_util::sync::CancellationToken;
 use wharf::adapter::{Client, DeadLetterReader};
 use wharf::headers::names;
@@ -130,19 +132,6 @@ async fn dead_letter<C: Client + Clone + 'static>(
     dead_letters(&reader, &destination, before + ids.len()).await;
     stop.cancel();
     running.await.unwrap();
-}
-
-/// The `wharf` binary with `args`; returns (exit code, stdout, stderr).
-fn wharf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The round trip on a real broker at `url`, through the binary.

@@ -4,20 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod support;
 
-/// Runs `wharf args`; returns (exit code, stderr).
-fn wharf(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.stdout.is_empty(), "nothing on stdout when failing");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::wharf;
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
@@ -65,7 +54,8 @@ fn failures_name_the_cause_with_their_exit_code_and_no_secret() {
         ),
     ];
     for (args, code, says) in cases {
-        let (got, err) = wharf(args);
+        let (got, out, err) = wharf(args);
+        assert!(out.is_empty(), "nothing on stdout when failing: {out}");
         assert_eq!(got, code, "{args:?}: {err}");
         assert!(err.starts_with("wharf: "), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
@@ -77,7 +67,7 @@ fn failures_name_the_cause_with_their_exit_code_and_no_secret() {
 #[test]
 fn an_unknown_id_and_an_empty_destination_on_memory() {
     // `memory://` is a new, empty broker of this process: no dead letter has any id.
-    let (code, err) = wharf(&["dlq", "show", "memory://", "orders", "order-17"]);
+    let (code, _, err) = wharf(&["dlq", "show", "memory://", "orders", "order-17"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("order-17"), "{err}");
 }
