@@ -190,22 +190,16 @@ ensure_kafka() {
     stop_kafka || return 1
   fi
   # A broker still shutting down holds the data directory's lock: a new one would exit.
-  if pgrep -f 'kafka\.Kafka ' >/dev/null; then stop_kafka || return 1; fi
+  if pgrep -f "$(shared_kafka_pattern)" >/dev/null; then stop_kafka || return 1; fi
   install_kafka || return 1
   local dir="$WHARF_RUN/kafka"
   mkdir -p "$dir"
   sed "s|@DATA@|$dir/data|" "$BROKERS_DIR/kafka/server.properties" >"$dir/server.properties"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
-    local id
-    id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    # `--cluster-id=`: a random id may start with `-`.
-    kafka_java kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" \
-      >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; echo "error: could not format Kafka's storage" >&2; return 1; }
+    format_kafka_storage "$dir" || return 1
   fi
   # 1 GiB heap: plenty for the tests' topics, and leaves the 2-core machine to the tests.
-  nohup java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" \
-    -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  launch_kafka "$dir" -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 >/dev/null
   wait_for_port 9092 "Apache Kafka" 90 || { tail -30 "$dir/kafka.log" >&2; return 1; }
   # The port opens before the broker has registered with its controller; wait for a
   # metadata answer.
@@ -226,13 +220,29 @@ ensure_kafka() {
 start_kafka_node() {
   local dir=$1
   install_kafka >/dev/null || return 1
-  local id
+  format_kafka_storage "$dir" || return 1
+  launch_kafka "$dir" -Xms128m -Xmx384m -XX:+UseSerialGC
+}
+
+# Formats the storage of the Kafka node whose configuration is <dir>/server.properties,
+# with a new random cluster id (16 random bytes, base64url: what `kafka-storage
+# random-uuid` prints, without starting a JVM for it).
+format_kafka_storage() {
+  local dir=$1 id
   id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
-  # `--cluster-id=`: a random id may start with `-`.
+  # `--cluster-id=`: a random id may start with `-`, which would read as an option.
   kafka_java kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" \
-    >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
-  setsid java -Xms128m -Xmx384m -XX:+UseSerialGC \
-    -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" \
+    >"$dir/format.log" 2>&1 \
+    || { cat "$dir/format.log" >&2; echo "error: could not format Kafka's storage in $dir" >&2; return 1; }
+}
+
+# Runs the Kafka node of <dir>/server.properties in the background, in a session of its
+# own, logging to <dir>/kafka.log, with the JVM options given after <dir>. Prints its pid
+# (also its process group's).
+launch_kafka() {
+  local dir=$1
+  shift
+  setsid java "$@" -Dlog4j2.configurationFile="$BROKERS_DIR/kafka/log4j2.properties" \
     -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 </dev/null &
   echo $!
 }
@@ -248,7 +258,13 @@ restart_kafka() {
 # minutes while it still holds the data directory's lock: after 20 s it is killed (the log
 # is recovered on start, as after a crash).
 stop_kafka() {
-  stop_process 'kafka\.Kafka ' "Apache Kafka" 20
+  stop_process "$(shared_kafka_pattern)" "Apache Kafka" 20
+}
+
+# The command line of the shared broker only: a test's own Kafka node (`start_kafka_node`)
+# runs from another server.properties, and stopping the shared one leaves it alone.
+shared_kafka_pattern() {
+  echo "kafka\\.Kafka $WHARF_RUN/kafka/server\\.properties"
 }
 
 # ---- PostgreSQL ---------------------------------------------------------------------

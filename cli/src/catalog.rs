@@ -4,7 +4,6 @@
 //! reported: two services claiming one consumer is a question for their owners.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -82,23 +81,8 @@ pub fn table(entries: &[Value]) -> String {
                 .collect()
         })
         .collect();
-    let mut widths: Vec<usize> = columns.iter().map(|(h, _, _)| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = columns.iter().map(|(h, _, _)| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (cell, w) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<w$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    let header: Vec<&str> = columns.iter().map(|(h, _, _)| *h).collect();
+    crate::table::render(&header, &rows)
 }
 
 #[cfg(test)]

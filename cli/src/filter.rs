@@ -74,6 +74,95 @@ pub fn parse_time(option: &str, value: &str, now: SystemTime) -> Result<SystemTi
             "`--{option}`: `{value}` is neither an RFC 3339 time (2026-12-03T06:00:00Z) nor a duration ago (90m, 2h, 7days)"
         ))
     })?;
+    // `SystemTime` goes before 1970 on Unix; no dead letter does.
     now.checked_sub(ago)
+        .filter(|at| *at >= std::time::UNIX_EPOCH)
         .ok_or_else(|| Failure::Usage(format!("`--{option}`: `{value}` reaches before 1970")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use wharf::headers::names;
+    use wharf::Message;
+
+    use super::*;
+
+    fn letter(reason: &str, consumer: &str, key: &str, failed_at: &str) -> Message {
+        Message::with_id("m", "p")
+            .with_key(key.to_owned())
+            .with_header(names::DLQ_REASON, reason.to_owned())
+            .with_header(names::DLQ_CONSUMER, consumer.to_owned())
+            .with_header(names::DLQ_FAILED_AT, failed_at.to_owned())
+    }
+
+    #[test]
+    fn every_filter_set_must_match() {
+        let m = letter(
+            "permanent",
+            "billing",
+            "customer-7",
+            "2026-12-03T06:00:00.000Z",
+        );
+        let at = |s: &str| humantime::parse_rfc3339_weak(s).unwrap();
+        assert!(Filter::default().matches(&m));
+        let pass = Filter {
+            reason: Some("permanent".into()),
+            consumer: Some("billing".into()),
+            key: Some("customer-7".into()),
+            since: Some(at("2026-12-03T06:00:00Z")),
+            until: Some(at("2026-12-03T06:00:01Z")),
+        };
+        assert!(pass.matches(&m));
+        for fail in [
+            Filter {
+                reason: Some("decode".into()),
+                ..pass.clone()
+            },
+            Filter {
+                consumer: Some("shipping".into()),
+                ..pass.clone()
+            },
+            Filter {
+                key: Some("customer-8".into()),
+                ..pass.clone()
+            },
+            Filter {
+                since: Some(at("2026-12-03T06:00:00.001Z")),
+                ..pass.clone()
+            },
+            // `until` is exclusive.
+            Filter {
+                until: Some(at("2026-12-03T06:00:00Z")),
+                ..pass.clone()
+            },
+        ] {
+            assert!(!fail.matches(&m), "{fail:?}");
+        }
+        // Without a failed-at header, no time filter passes.
+        let undated = Message::with_id("m", "p");
+        assert!(!Filter {
+            since: Some(UNIX_EPOCH),
+            ..Filter::default()
+        }
+        .matches(&undated));
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_time("since", "2h", now).unwrap(),
+            now - Duration::from_secs(7200)
+        );
+        assert_eq!(
+            parse_time("since", "1970-01-01T00:00:10Z", now).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(10)
+        );
+        let err = parse_time("until", "yesterday", now).unwrap_err();
+        assert_eq!(err.code(), 2);
+        assert!(err.to_string().contains("--until"), "{err}");
+        assert!(parse_time("since", "100years", now).is_err(), "before 1970");
+    }
 }

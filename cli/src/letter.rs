@@ -88,11 +88,11 @@ pub fn table(letters: &[Message]) -> String {
         "REPLAYS",
         "ERROR",
     ];
-    let rows: Vec<[String; 8]> = letters
+    let rows: Vec<Vec<String>> = letters
         .iter()
         .map(|m| {
             let f = Fields::of(m);
-            [
+            vec![
                 f.id,
                 f.reason,
                 f.attempts,
@@ -104,30 +104,7 @@ pub fn table(letters: &[Message]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i + 1 == widths.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in &rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
+    crate::table::render(&header, &rows)
 }
 
 /// A dead letter as JSON: its fields, key, every header and the payload's size.
@@ -169,37 +146,28 @@ pub fn show(letter: &Message) -> String {
     for (name, value) in headers {
         let _ = writeln!(out, "  {name}: {}", String::from_utf8_lossy(value));
     }
-    let _ = writeln!(
-        out,
-        "payload ({} bytes, {}):",
-        letter.payload().len(),
-        payload_kind(letter.payload())
-    );
-    out.push_str(&payload(letter.payload()));
+    let (kind, text) = payload(letter.payload());
+    let _ = writeln!(out, "payload ({} bytes, {kind}):", letter.payload().len());
+    out.push_str(&text);
     if !out.ends_with('\n') {
         out.push('\n');
     }
     out
 }
 
-/// `json`, `text` or `binary`: how [`payload`] renders `bytes`.
-fn payload_kind(bytes: &[u8]) -> &'static str {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if serde_json::from_str::<Value>(text).is_ok() => "json",
-        Ok(_) => "text",
-        Err(_) => "binary",
-    }
-}
-
-/// The payload: pretty JSON, the text as it is, or a hex dump (16 bytes a line, with
-/// offsets and the printable characters).
-pub fn payload(bytes: &[u8]) -> String {
+/// The payload as it is shown, and what it is: pretty JSON (`json`), the text as it is
+/// (`text`), or a hex dump, 16 bytes a line with offsets and the printable characters
+/// (`binary`).
+pub fn payload(bytes: &[u8]) -> (&'static str, String) {
     match std::str::from_utf8(bytes) {
         Ok(text) => match serde_json::from_str::<Value>(text) {
-            Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.to_owned()),
-            Err(_) => text.to_owned(),
+            Ok(value) => (
+                "json",
+                serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.to_owned()),
+            ),
+            Err(_) => ("text", text.to_owned()),
         },
-        Err(_) => hex(bytes),
+        Err(_) => ("binary", hex(bytes)),
     }
 }
 

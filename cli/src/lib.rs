@@ -36,3 +36,4 @@ pub mod filter;
 pub mod letter;
 pub mod replay;
 pub mod stats;
+pub mod table;

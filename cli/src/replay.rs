@@ -219,3 +219,52 @@ where
     }
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use wharf::headers::names;
+    use wharf::Message;
+
+    use super::*;
+
+    #[test]
+    fn the_copy_keeps_the_message_and_drops_the_failure() {
+        let letter = Message::with_id("order-17", "{}")
+            .with_key("customer-7")
+            .with_header("tenant", "acme")
+            .with_header(names::ATTEMPT, "5")
+            .with_header(names::DLQ_REASON, "permanent")
+            .with_header(names::DLQ_SOURCE, "orders")
+            .with_header("x-delivery-count", "20")
+            .with_header("x-death", "…")
+            .with_header("x-first-death-queue", "orders")
+            .with_header(names::REPLAY_COUNT, "1");
+        let copy = replay_copy(&letter, 2, UNIX_EPOCH);
+        assert_eq!(copy.id().as_str(), "order-17");
+        assert_eq!(copy.key().map(|k| &k[..]), Some(&b"customer-7"[..]));
+        assert_eq!(copy.payload(), letter.payload());
+        let names: Vec<&str> = copy.headers().iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["tenant", names::REPLAYED_AT, names::REPLAY_COUNT]);
+        assert_eq!(copy.headers().get_str(names::REPLAY_COUNT), Some("2"));
+        assert_eq!(
+            copy.headers().get_str(names::REPLAYED_AT),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn the_target_is_to_then_the_source_header_then_the_source() {
+        let with_source = Message::new("p").with_header(names::DLQ_SOURCE, "orders.v2");
+        let bare = Message::new("p");
+        let plain = ReplayOptions::default();
+        let to = ReplayOptions {
+            to: Some("orders.retry".into()),
+            ..ReplayOptions::default()
+        };
+        assert_eq!(target(&with_source, &to, "orders"), "orders.retry");
+        assert_eq!(target(&with_source, &plain, "orders"), "orders.v2");
+        assert_eq!(target(&bare, &plain, "orders"), "orders");
+    }
+}

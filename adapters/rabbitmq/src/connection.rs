@@ -53,14 +53,16 @@ pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, 
     Ok(channel)
 }
 
-/// The TLS settings of a connection: the `tls_ca_file`'s certificates, if any.
+/// The TLS settings of a connection: the `tls_ca_file`'s certificates, if any
+/// (`validate` allows the option only with `amqps://`). Read at every connect, so a
+/// rotated CA file is picked up by the next reconnect.
 fn tls_config(config: &RabbitConfig) -> Result<OwnedTLSConfig, RabbitError> {
-    let cert_chain = match &config.tls_ca_file {
-        Some(path) if config.tls => {
-            Some(crate::config::read_ca_file(path).map_err(|e| RabbitError::Tls(e.to_string()))?)
-        }
-        _ => None,
-    };
+    let cert_chain = config
+        .tls_ca_file
+        .as_deref()
+        .map(crate::config::read_ca_file)
+        .transpose()
+        .map_err(|e| RabbitError::Tls(e.to_string()))?;
     Ok(OwnedTLSConfig {
         identity: None,
         cert_chain,
