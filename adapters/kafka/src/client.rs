@@ -461,6 +461,32 @@ fn fetch_metadata(
     }
 }
 
+/// A partition's low and high watermarks. Right after a broker restart the partition may
+/// have no leader yet (`NotLeaderForPartition`, `LeaderNotAvailable`): that is retried
+/// every 200 ms within `STARTUP_TIMEOUT`, since the answer changes once the election is
+/// done; any other error ends it at once. (Found by the chaos harness: listing dead
+/// letters just after a Kafka restart failed.)
+fn fetch_watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), Error> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Ok(marks) => return Ok(marks),
+            Err(KafkaError::MetadataFetch(
+                Code::NotLeaderForPartition | Code::LeaderNotAvailable,
+            )) if Instant::now() + Duration::from_millis(200) < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(error::connection("fetching watermarks", e)),
+        }
+    }
+}
+
 /// librdkafka's words for a peer that answers in another protocol are a hint about
 /// `receive.message.max.bytes`; say what it means first.
 fn explain(cause: String) -> String {
@@ -498,9 +524,7 @@ fn read_all(
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, STARTUP_TIMEOUT)
-            .map_err(|e| error::connection("fetching watermarks", e))?;
+        let (low, high) = fetch_watermarks(consumer, topic, p)?;
         if high > low {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Offset(low))
