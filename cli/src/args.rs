@@ -23,6 +23,29 @@ pub enum Command {
     /// Dead letters: list, stats, show, replay, purge.
     #[command(subcommand)]
     Dlq(Dlq),
+    /// A consumer group's backlog verdict: ok, slow, stalled, stopped or failing.
+    Status {
+        /// The broker's URL (its password is never printed).
+        url: String,
+        /// The source the group reads (exchange, topic, subject).
+        source: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// How long to watch: the verdict compares the first look with the last
+        /// (a duration: 30s, 5m).
+        #[arg(long, default_value = "30s")]
+        window: String,
+        /// Time between two looks.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Exit with code 6 unless the verdict is `ok` (for scripts and probes).
+        #[arg(long)]
+        check: bool,
+    },
     /// Merge the consumer catalogs services export (`App::catalog_json`) into one table.
     Catalog {
         /// Catalog files (JSON arrays).

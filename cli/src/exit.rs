@@ -8,6 +8,7 @@
 //! | 3 | the broker could not be reached, or refused the credentials |
 //! | 4 | not found: the dead-letter destination does not exist, or no dead letter has that id |
 //! | 5 | cancelled at the confirmation prompt |
+//! | 6 | `wharf status --check`: the verdict is not `ok` (printed as usual) |
 
 use std::fmt;
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ pub enum Failure {
     Partial(String),
     /// The operator answered no at the prompt (exit code 5).
     Cancelled,
+    /// `wharf status --check` found a verdict other than `ok` (exit code 6).
+    NotOk(String),
 }
 
 impl Failure {
@@ -37,6 +40,7 @@ impl Failure {
             Failure::Unreachable(_) => 3,
             Failure::NotFound(_) => 4,
             Failure::Cancelled => 5,
+            Failure::NotOk(_) => 6,
         }
     }
 
@@ -52,7 +56,8 @@ impl fmt::Display for Failure {
             Failure::Usage(s)
             | Failure::Unreachable(s)
             | Failure::NotFound(s)
-            | Failure::Partial(s) => {
+            | Failure::Partial(s)
+            | Failure::NotOk(s) => {
                 // One line: an error's text may span several.
                 f.write_str(&s.replace('\n', " "))
             }

@@ -9,6 +9,7 @@
 //! wharf dlq replay kafka://127.0.0.1:9092 orders --reason permanent --since 2h --dry-run
 //! wharf dlq replay kafka://127.0.0.1:9092 orders --reason permanent --since 2h --rate 50
 //! wharf dlq purge  kafka://127.0.0.1:9092 orders --reason decode --yes
+//! wharf status     kafka://127.0.0.1:9092 orders --group billing --window 1m
 //! ```
 //!
 //! Every command reads the dead letters through the adapter's
@@ -21,6 +22,11 @@
 //! its attempt count reset, `wharf-replayed-at` and `wharf-replay-count` added, and
 //! removes it only once the broker confirmed the republish; see [`replay`] for what that
 //! guarantees after a crash and for the loop guard (`--max-replays`).
+//!
+//! `wharf status <url> <source> --group <group>` watches the group's backlog for a
+//! window (`--window 30s`, a look every `--interval 5s`) and prints the verdict per
+//! partition and for the group (`ok`, `slow`, `stalled`, `stopped`, `failing`; the
+//! rules are in [`wharf::status`]); see [`status`].
 //!
 //! `wharf catalog a.json b.json` merges the consumer catalogs services export
 //! ([`App::catalog_json`](wharf::App::catalog_json)) into one table: see [`catalog`].
@@ -36,4 +42,5 @@ pub mod filter;
 pub mod letter;
 pub mod replay;
 pub mod stats;
+pub mod status;
 pub mod table;

@@ -39,6 +39,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let command = match cli.command {
         Command::Dlq(command) => command,
         Command::Catalog { files, json } => return catalog(&files, json),
+        Command::Status {
+            url,
+            source,
+            group,
+            window,
+            interval,
+            json,
+            check,
+        } => return status(&url, &source, &group, (&window, &interval), json, check).await,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -154,6 +163,39 @@ fn catalog(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
         let _ = writeln!(out, "{text}");
     } else {
         let _ = write!(out, "{}", wharf_cli::catalog::table(&merged));
+    }
+    Ok(())
+}
+
+/// `wharf status`: samples, prints, and with `--check` fails unless the verdict is ok.
+async fn status(
+    url: &str,
+    source: &str,
+    group: &str,
+    (window, interval): (&str, &str),
+    json: bool,
+    check: bool,
+) -> Result<(), Failure> {
+    let duration = |field: &str, v: &str| {
+        humantime::parse_duration(v).map_err(|e| {
+            Failure::Usage(format!(
+                "`--{field}`: `{v}` is not a duration (30s, 5m): {e}"
+            ))
+        })
+    };
+    let sampling = wharf_cli::status::Sampling {
+        window: duration("window", window)?,
+        interval: duration("interval", interval)?,
+    };
+    sampling.validate()?;
+    let client = wharf_any::connect(url).await?;
+    let report = wharf_cli::status::sample(&client, source, group, sampling).await?;
+    let mut out = std::io::stdout().lock();
+    wharf_cli::status::print(&report, json, &mut out)?;
+    let _ = out.flush();
+    let verdict = report.group_status.verdict;
+    if check && verdict != wharf::status::Verdict::Ok {
+        return Err(Failure::NotOk(format!("{source} / {group} is {verdict}")));
     }
     Ok(())
 }

@@ -61,6 +61,7 @@ pub mod message;
 pub mod metric_names;
 pub mod outcome;
 pub mod shutdown;
+pub mod status;
 
 pub use adapter::Publisher;
 pub use app::{App, AppReport, CatalogEntry};

@@ -149,13 +149,20 @@ pub(crate) struct Stamp {
     pub(crate) name: Arc<str>,
     /// Dead letters a layer published and then acked (see [`Origin::count_dead_letter`]).
     pub(crate) dead_letters: AtomicU64,
+    /// The consumer's live counts.
+    pub(crate) progress: crate::status::Progress,
 }
 
 impl Stamp {
     pub(crate) fn new(name: Arc<str>) -> Self {
+        Stamp::with_progress(name, crate::status::Progress::new())
+    }
+
+    pub(crate) fn with_progress(name: Arc<str>, progress: crate::status::Progress) -> Self {
         Stamp {
             name,
             dead_letters: AtomicU64::new(0),
+            progress,
         }
     }
 }
@@ -217,6 +224,17 @@ impl Origin {
     pub fn count_dead_letter(&self) {
         if let Some(stamp) = &self.consumer {
             stamp.dead_letters.fetch_add(1, AtomicOrdering::Relaxed);
+            stamp.progress.failed_one();
+        }
+    }
+
+    /// For retry layers that run a handler again in process: one handling failed. The
+    /// consumer's [`Progress`](crate::status::Progress) counts it, so the status verdict
+    /// sees failures the broker never does. Does nothing for a message no
+    /// [`Consumer`](crate::Consumer) handed out.
+    pub fn count_retry(&self) {
+        if let Some(stamp) = &self.consumer {
+            stamp.progress.failed_one();
         }
     }
 

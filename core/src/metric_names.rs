@@ -1,7 +1,7 @@
 //! The names of the metrics wharf records, one set for every broker.
 //!
 //! The middleware records most of them (`wharf-middleware`'s `metrics` module documents
-//! labels and meaning); adapters record [`BACKLOG`]. Keeping the names here lets every
+//! labels and meaning); the status monitor records [`BACKLOG`], [`OLDEST_UNACKED_AGE`] and [`STATUS`]. Keeping the names here lets every
 //! crate use the same strings without depending on the middleware.
 
 /// Deliveries the stack received (labels `consumer`, `source`).
@@ -24,6 +24,12 @@ pub const DEAD_LETTERS: &str = "wharf_dead_letters_total";
 pub const SETTLE_FAILURES: &str = "wharf_settle_failures_total";
 /// Duplicates skipped (label `kind`: `dedup` or `idempotency`).
 pub const DUPLICATES: &str = "wharf_duplicates_total";
-/// Messages waiting at the broker for this consumer (label `partition` where the broker
-/// has partitions). Recorded by adapters.
+/// Messages the group has not settled at the broker (label `partition` where the broker
+/// has partitions), sampled by [`StatusMonitor`](crate::status::StatusMonitor).
 pub const BACKLOG: &str = "wharf_backlog";
+/// How long the oldest unsettled message of the group has existed, in seconds, where
+/// the broker tells (JetStream); sampled with [`BACKLOG`].
+pub const OLDEST_UNACKED_AGE: &str = "wharf_oldest_unacked_age_seconds";
+/// The group's [`Verdict`](crate::status::Verdict): label `verdict` (`ok`, `slow`,
+/// `stalled`, `stopped`, `failing`) is 1 for the current one and 0 for the others.
+pub const STATUS: &str = "wharf_status";

@@ -55,7 +55,7 @@ mod dispatch;
 mod subscriber;
 
 use async_trait::async_trait;
-use wharf::adapter::Capabilities;
+use wharf::adapter::{Backlog, Capabilities};
 use wharf::adapter::{Client, DeadLetterReader};
 use wharf::{Error, Message, MessageId, PublishError, Publisher};
 
@@ -186,6 +186,11 @@ impl AnyClient {
     pub fn dead_letters(&self) -> AnyDeadLetters {
         each_into!(self, AnyClient, AnyDeadLetters, c => Client::dead_letters(c))
     }
+
+    /// See [`Client::backlog`].
+    pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        each!(self, AnyClient, c => Client::backlog(c, source, group).await)
+    }
 }
 
 impl Client for AnyClient {
@@ -211,6 +216,10 @@ impl Client for AnyClient {
 
     fn dead_letters(&self) -> AnyDeadLetters {
         AnyClient::dead_letters(self)
+    }
+
+    async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        AnyClient::backlog(self, source, group).await
     }
 }
 

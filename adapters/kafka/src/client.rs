@@ -12,7 +12,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message as _};
-use wharf::adapter::Capabilities;
+use wharf::adapter::{Backlog, Capabilities};
 use wharf::adapter::{Client, Description};
 use wharf::Error;
 
@@ -315,6 +315,14 @@ impl KafkaClient {
         Ok(())
     }
 
+    /// The backlog of group `group` on topic `source`: per partition, the high
+    /// watermark less the group's committed offset (the lag) and the committed offset;
+    /// the group's members; the records on `<source>.dlq` (every group's). Joins no
+    /// group. An error when the topic does not exist.
+    pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        crate::backlog::backlog(&self.config, source, group).await
+    }
+
     /// Reads every record currently in `topic` (all partitions, oldest first per
     /// partition), for inspecting dead-letter and retry topics. Joins no group and
     /// commits nothing; gives up after `wait`.
@@ -466,7 +474,7 @@ fn fetch_metadata(
 /// every 200 ms within `STARTUP_TIMEOUT`, since the answer changes once the election is
 /// done; any other error ends it at once. (Found by the chaos harness: listing dead
 /// letters just after a Kafka restart failed.)
-fn fetch_watermarks<C: rdkafka::consumer::ConsumerContext>(
+pub(crate) fn fetch_watermarks<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partition: i32,
@@ -590,5 +598,9 @@ impl Client for KafkaClient {
 
     fn dead_letters(&self) -> KafkaDeadLetters {
         KafkaClient::dead_letters(self)
+    }
+
+    async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        KafkaClient::backlog(self, source, group).await
     }
 }

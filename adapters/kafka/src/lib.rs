@@ -72,6 +72,7 @@
 mod client;
 
 pub mod acker;
+mod backlog;
 pub mod config;
 mod dead_letters;
 pub mod error;

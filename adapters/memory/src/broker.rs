@@ -286,7 +286,7 @@ impl MemoryBroker {
         .await
     }
 
-    fn with_group<R>(
+    pub(crate) fn with_group<R>(
         &self,
         topic: &str,
         group: &str,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use wharf::adapter::dead_letter::same_letter;
-use wharf::adapter::Capabilities;
+use wharf::adapter::{Backlog, Capabilities, PartitionBacklog};
 use wharf::adapter::{Client, DeadLetterReader};
 use wharf::{Error, Message};
 
@@ -36,6 +36,27 @@ impl MemoryBroker {
             broker: self.clone(),
         }
     }
+
+    /// What `group` has not settled on `source`: pending (unsent, in flight, waiting to
+    /// retry), in flight, settled offsets, and the messages on `<source>.dlq`. An error
+    /// when the group was never declared or subscribed.
+    pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        let (pending, in_flight, settled) = self
+            .with_group(source, group, |st, g| {
+                (st.pending(g), st.in_flight(g), st.settled(g))
+            })
+            .ok_or_else(|| {
+                Error::Subscribe(
+                    format!("group `{group}` on topic `{source}` does not exist").into(),
+                )
+            })?;
+        let mut partition = PartitionBacklog::new(None, pending);
+        partition.unsettled = Some(in_flight);
+        partition.settled = Some(settled);
+        let mut backlog = Backlog::new(vec![partition]);
+        backlog.dead_letters = Some(self.messages(&dead_letter_topic(source)).len() as u64);
+        Ok(backlog)
+    }
 }
 
 impl Client for MemoryBroker {
@@ -57,6 +78,10 @@ impl Client for MemoryBroker {
 
     fn publisher(&self) -> MemoryBroker {
         MemoryBroker::publisher(self)
+    }
+
+    async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        MemoryBroker::backlog(self, source, group).await
     }
 
     fn dead_letters(&self) -> MemoryDeadLetters {

@@ -397,6 +397,18 @@ impl TopicState {
         unsettled + fresh
     }
 
+    /// Offsets `group` has settled: everything below its window, and the settled slots
+    /// in it. Grows by one per settled message.
+    pub(crate) fn settled(&self, group: GroupIndex) -> u64 {
+        let g = &self.groups[group];
+        let in_window = g
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::Settled)
+            .count() as u64;
+        g.low + in_window
+    }
+
     /// Messages currently delivered and unsettled by `group`.
     pub(crate) fn in_flight(&self, group: GroupIndex) -> u64 {
         self.groups[group]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context as JetStream;
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use wharf::adapter::Client as WharfClient;
+use wharf::adapter::{Backlog, Client as WharfClient};
 use wharf::Error;
 
 use crate::config::{Auth, CoreSource, JetStreamSource, Mode, NatsConfig};
@@ -249,6 +249,15 @@ impl NatsClient {
         }
     }
 
+    /// The backlog of group `group` on subject `source` (JetStream): its durable
+    /// consumer's pending and ack-pending messages, its ack floor (the settled
+    /// position), the age of the first unacked message, and the messages in the
+    /// dead-letter stream (every group's). Core NATS keeps no backlog: an error naming
+    /// the URL.
+    pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        crate::backlog::backlog(self, source, group).await
+    }
+
     /// Deletes a stream (tests, cleanup); `Ok(false)` if it did not exist.
     pub async fn delete_stream(&self, name: &str) -> Result<bool, Error> {
         topology::delete_stream(&self.js, name).await
@@ -300,6 +309,10 @@ impl WharfClient for NatsClient {
 
     fn dead_letters(&self) -> NatsDeadLetters {
         NatsClient::dead_letters(self)
+    }
+
+    async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        NatsClient::backlog(self, source, group).await
     }
 }
 

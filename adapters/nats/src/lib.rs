@@ -61,6 +61,7 @@
 //! [`error`].
 
 pub mod acker;
+mod backlog;
 mod client;
 pub mod config;
 mod dead_letters;

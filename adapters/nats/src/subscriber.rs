@@ -64,7 +64,6 @@ pub struct JetStreamSubscriber {
     stream_name: Arc<str>,
     state: State,
     backoff: Duration,
-    backlog: metrics::Gauge,
 }
 
 impl std::fmt::Debug for JetStreamSubscriber {
@@ -124,18 +123,12 @@ impl JetStreamSubscriber {
             progress,
             closed: std::sync::atomic::AtomicBool::new(false),
         });
-        let backlog = metrics::gauge!(
-            wharf::metric_names::BACKLOG,
-            "consumer" => source.durable.clone(),
-            "source" => source.stream.clone()
-        );
         Ok(JetStreamSubscriber {
             shared,
             stream_name: source.stream.as_str().into(),
             source,
             state: State::Streaming(stream),
             backoff: BACKOFF_MIN,
-            backlog,
         })
     }
 
@@ -164,8 +157,7 @@ impl JetStreamSubscriber {
                     "the reply subject is not a `$JS.ACK` subject",
                 )
             })?;
-        let (attempt, seq, pending) = (info.delivered, info.stream_sequence, info.pending);
-        self.backlog.set(pending as f64);
+        let (attempt, seq) = (info.delivered, info.stream_sequence);
         let async_nats::Message {
             payload,
             headers,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use wharf::adapter::dead_letter::same_letter;
-use wharf::adapter::Capabilities;
+use wharf::adapter::{Backlog, Capabilities};
 use wharf::adapter::{Client, DeadLetterReader};
 use wharf::{Error, Message};
 
@@ -105,6 +105,14 @@ impl RabbitClient {
     pub fn dead_letters(&self) -> RabbitDeadLetters {
         RabbitDeadLetters::new(self.config.clone())
     }
+
+    /// The backlog of group `group` on `source`: the ready messages and consumers of
+    /// queue `<source>.<group>` and the depth of `<source>.<group>.dlq` (see
+    /// [`Backlog`] for what AMQP cannot tell). An error when the queue does not exist.
+    pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        let queue = format!("{source}.{group}");
+        crate::backlog::backlog(&self.publisher, &queue, &format!("{queue}.dlq")).await
+    }
 }
 
 impl Client for RabbitClient {
@@ -130,6 +138,10 @@ impl Client for RabbitClient {
 
     fn dead_letters(&self) -> RabbitDeadLetters {
         RabbitClient::dead_letters(self)
+    }
+
+    async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
+        RabbitClient::backlog(self, source, group).await
     }
 }
 

@@ -48,6 +48,7 @@
 //! | `tls` | off | `amqps://` through rustls (builds aws-lc). Without it, an `amqps://` URL is a configuration error. |
 
 pub mod acker;
+mod backlog;
 mod client;
 pub mod config;
 mod connection;

@@ -133,6 +133,13 @@ impl RabbitPublisher {
         Ok((link.channel.clone(), side))
     }
 
+    /// A new plain channel on the publisher's connection (reconnecting if needed), for
+    /// a look that may close it (a passive declare of something missing).
+    pub(crate) async fn side_channel(&self) -> Result<Channel, RabbitError> {
+        let (_, side) = self.link(true).await?;
+        Ok(side.expect("asked for a side channel"))
+    }
+
     /// Whether bare name `name` is an exchange (looked up once, then remembered).
     async fn is_exchange(&self, name: &str) -> Result<bool, RabbitError> {
         match self.exchanges().get(name) {
@@ -141,8 +148,7 @@ impl RabbitPublisher {
             _ => {}
         }
         // A passive declare of a missing exchange closes its channel: use one of its own.
-        let (_, channel) = self.link(true).await?;
-        let channel = channel.expect("asked for a side channel");
+        let channel = self.side_channel().await?;
         let found = channel
             .exchange_declare(
                 name.into(),

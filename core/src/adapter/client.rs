@@ -5,7 +5,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 
-use super::{Capabilities, Publisher, Subscriber};
+use super::{Backlog, Capabilities, Publisher, Subscriber};
 use crate::error::Error;
 use crate::message::{Message, MessageId};
 
@@ -77,6 +77,15 @@ pub trait Client: Clone + Send + Sync + 'static {
 
     /// The reader of the dead letters this broker keeps.
     fn dead_letters(&self) -> Self::DeadLetters;
+
+    /// What group `group` has not settled yet on `source`, as the broker tells it now
+    /// (see [`Backlog`] for what each broker can tell). An error when the source or
+    /// group does not exist, or the broker keeps no backlog (NATS Core).
+    fn backlog(
+        &self,
+        source: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Backlog, Error>> + Send;
 }
 
 /// Reads and removes the dead letters a broker keeps, the same way on every broker.

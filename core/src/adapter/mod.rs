@@ -30,11 +30,13 @@
 //!   ignores) and counted in [`Summary::revoked`](crate::Summary::revoked); the new
 //!   owner delivers it again.
 
+mod backlog;
 pub mod broker_url;
 mod client;
 pub mod dead_letter;
 pub mod secret;
 
+pub use backlog::{Backlog, PartitionBacklog};
 pub use client::{Client, DeadLetterReader};
 
 use std::future::Future;

@@ -100,6 +100,7 @@ pub struct Consumer<S, Svc> {
     description: Option<String>,
     broker_url: Option<String>,
     stack_description: Option<String>,
+    progress: crate::status::Progress,
 }
 
 impl<S, Svc> Consumer<S, Svc>
@@ -131,6 +132,7 @@ where
             description: None,
             broker_url: None,
             stack_description: None,
+            progress: crate::status::Progress::new(),
         }
     }
 
@@ -254,6 +256,13 @@ where
         &self.name
     }
 
+    /// The consumer's live counts (settled, failed), for a
+    /// [`StatusMonitor`](crate::status::StatusMonitor) or a health check; take it before
+    /// [`run`](Self::run), which consumes the consumer.
+    pub fn progress(&self) -> crate::status::Progress {
+        self.progress.clone()
+    }
+
     /// Runs until `shutdown` resolves or the subscriber ends, then drains and closes.
     ///
     /// Returns what happened, or the first error that stopped the consumer (invalid
@@ -281,7 +290,10 @@ where
         );
         drop(_enter);
 
-        let stamp = Arc::new(Stamp::new(Arc::from(self.name.as_str())));
+        let stamp = Arc::new(Stamp::with_progress(
+            Arc::from(self.name.as_str()),
+            self.progress.clone(),
+        ));
         let limits = Limits {
             max_in_flight: self.max_in_flight,
             ordering: self.ordering,

@@ -436,6 +436,7 @@ where
                 self.give_up_revoked(entry, cx);
                 return;
             }
+            self.limits.stamp.progress.failed_one();
             let retry_here = !self.stopping() || !self.limits.hand_back_on_stop;
             if retry_here && entry.message.is_some() {
                 self.summary.retried_in_lane += 1;
@@ -481,11 +482,23 @@ where
     }
 
     fn finished(&mut self, done: Finished) {
+        let progress = &self.limits.stamp.progress;
         match &done.outcome {
-            Outcome::Ack => self.summary.acked += 1,
+            Outcome::Ack => {
+                self.summary.acked += 1;
+                progress.settled_one(false);
+            }
+            // Counted as a failure in `handled` (the stack's verdict); retries the
+            // runtime settles itself (shutdown, revoked leases) are not failures.
             Outcome::Retry { .. } => self.summary.retried += 1,
-            Outcome::DeadLetter(_) => self.summary.dead_lettered += 1,
-            Outcome::Drop(_) => self.summary.dropped += 1,
+            Outcome::DeadLetter(_) => {
+                self.summary.dead_lettered += 1;
+                progress.settled_one(true);
+            }
+            Outcome::Drop(_) => {
+                self.summary.dropped += 1;
+                progress.settled_one(true);
+            }
         }
         if done.timed_out {
             self.summary.abandoned += 1;

@@ -105,7 +105,17 @@ fn describe() {
     ::metrics::describe_gauge!(
         names::BACKLOG,
         Unit::Count,
-        "Messages waiting at the broker for this consumer, by partition (recorded by adapters)."
+        "Messages the group has not settled at the broker, by partition (wharf::status::StatusMonitor)."
+    );
+    ::metrics::describe_gauge!(
+        names::OLDEST_UNACKED_AGE,
+        Unit::Seconds,
+        "Age of the oldest message the group has not settled, where the broker tells (wharf::status::StatusMonitor)."
+    );
+    ::metrics::describe_gauge!(
+        names::STATUS,
+        Unit::Count,
+        "The group's status verdict: 1 for the current verdict label (ok, slow, stalled, stopped, failing), 0 for the others."
     );
 }
 

@@ -25,7 +25,9 @@
 //! | `wharf_retries_total` | counter | `tier` (`in_process`, `redelivery`) | retry layer | retries decided |
 //! | `wharf_dead_letters_total` | counter | `reason` (`permanent`, `decode`, `retries-exhausted`, ...) | dead-letter layer | dead letters published *and confirmed* |
 //! | `wharf_duplicates_total` | counter | `kind` (`dedup`, `idempotency`) | dedup and idempotency layers | duplicates acked without running the handler |
-//! | `wharf_backlog` | gauge | `partition` (where the broker has partitions) | adapters | messages waiting at the broker for this consumer |
+//! | `wharf_backlog` | gauge | `partition` (where the broker has partitions) | [`StatusMonitor`](wharf::status::StatusMonitor) | messages the group has not settled at the broker |
+//! | `wharf_oldest_unacked_age_seconds` | gauge | | [`StatusMonitor`](wharf::status::StatusMonitor) | age of the oldest unsettled message, where the broker tells (JetStream) |
+//! | `wharf_status` | gauge | `verdict` | [`StatusMonitor`](wharf::status::StatusMonitor) | 1 for the current [verdict](wharf::status) (`ok`, `slow`, `stalled`, `stopped`, `failing`), 0 for the others |
 //!
 //! The names are in [`wharf::metric_names`] (the one place they live, shared with the
 //! adapters). In the recommended stack this layer is outermost, so
@@ -47,7 +49,8 @@
 //! | ≈ 0 (or the series is gone) | ≈ 0 | 0 | growing | **consumer outage**: not receiving at all (process down, broker connection lost) |
 //!
 //! A growing backlog with a healthy received rate is capacity; a growing backlog with a
-//! collapsed received or `ack` rate is an outage.
+//! collapsed received or `ack` rate is an outage. [`wharf::status`] applies these rules
+//! for you (`wharf_status{verdict}`, `wharf status` on the command line).
 //!
 //! # Handles, caching and recorders
 //!

@@ -141,6 +141,8 @@ fn next(shared: &Shared, message: &Message, tries: u32, error: &BoxError) -> Nex
                 "retrying in process"
             );
             crate::telemetry::retry(crate::telemetry::consumer_of(message), source, "in_process");
+            // The runtime never sees this failure: report it to the consumer's progress.
+            message.origin().count_retry();
             Next::Wait(delay)
         }
         Decision::Redeliver { delay } => {

@@ -1,0 +1,397 @@
+//! The verdict rules: a window of [`Observation`]s in, a [`Verdict`] with its reason out.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::adapter::{Backlog, PartitionBacklog};
+
+/// What a consumer group's backlog says about it over a window; see the
+/// [module docs](super) for the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The backlog reached zero in the window, or is shrinking: keeping up.
+    Ok,
+    /// Progress, but the backlog is not shrinking: messages arrive faster than they are
+    /// handled (scale out, or look at the handler's latency).
+    Slow,
+    /// Messages are delivered but none is settled while a backlog waits: a poison
+    /// message or a hung handler.
+    Stalled,
+    /// No progress and nothing delivered while a backlog waits, or no member attached:
+    /// the consumer is down.
+    Stopped,
+    /// Progress, but most handlings fail (retries, dead letters): a business outage
+    /// (a dependency down, a bad deploy).
+    Failing,
+}
+
+impl Verdict {
+    /// Every verdict, in the order of the rules.
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Ok,
+        Verdict::Slow,
+        Verdict::Stalled,
+        Verdict::Stopped,
+        Verdict::Failing,
+    ];
+
+    /// The verdict's name: `ok`, `slow`, `stalled`, `stopped`, `failing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Slow => "slow",
+            Verdict::Stalled => "stalled",
+            Verdict::Stopped => "stopped",
+            Verdict::Failing => "failing",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One look at a consumer group (or one of its partitions): the inputs of the rules.
+/// Counts that only grow (`settled`, `failed`, `dead_letters`) are compared between
+/// the first and the last observation of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// When it was taken.
+    pub at: SystemTime,
+    /// Messages not settled yet.
+    pub backlog: u64,
+    /// Of those, delivered and unsettled, where known.
+    pub unsettled: Option<u64>,
+    /// Messages settled so far (a position or a count), where known.
+    pub settled: Option<u64>,
+    /// Handlings that failed so far (retries and dead letters), where known.
+    pub failed: Option<u64>,
+    /// Members attached, where known.
+    pub consumers: Option<u64>,
+}
+
+impl Observation {
+    /// The observation of a whole group in `backlog`; `failed` counts its dead letters
+    /// where the broker tells.
+    pub fn of_group(backlog: &Backlog) -> Self {
+        Observation {
+            at: backlog.taken_at,
+            backlog: backlog.total(),
+            unsettled: backlog.unsettled(),
+            settled: backlog.settled(),
+            failed: backlog.dead_letters,
+            consumers: backlog.consumers,
+        }
+    }
+
+    /// The observation of one partition of `backlog` (dead letters and members are the
+    /// group's).
+    pub fn of_partition(backlog: &Backlog, partition: &PartitionBacklog) -> Self {
+        Observation {
+            at: backlog.taken_at,
+            backlog: partition.backlog,
+            unsettled: partition.unsettled,
+            settled: partition.settled,
+            failed: backlog.dead_letters,
+            consumers: backlog.consumers,
+        }
+    }
+}
+
+/// A verdict, why, and the figures behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in one line an operator can act on.
+    pub reason: String,
+    /// The backlog at the last observation.
+    pub backlog: u64,
+    /// Messages settled during the window, where known.
+    pub settled: Option<u64>,
+    /// Failed handlings during the window, where known.
+    pub failed: Option<u64>,
+    /// The span of the window the verdict covers.
+    #[serde(rename = "window_seconds", serialize_with = "seconds")]
+    pub window: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Growth of a count between two observations (`None` where either does not know it;
+/// a count that went down, as after a broker's reset, counts as no growth).
+fn growth(first: Option<u64>, last: Option<u64>) -> Option<u64> {
+    Some(last?.saturating_sub(first?))
+}
+
+/// The verdict over `window` (observations oldest first); `None` with fewer than two.
+///
+/// The rules, first match wins:
+///
+/// 1. **stopped**: a backlog waits and no member is attached; or no progress over the
+///    window, a backlog throughout, and nothing delivered (`unsettled` is 0).
+/// 2. **stalled**: no progress over the window and a backlog throughout (something is
+///    delivered and not settled, or the broker cannot tell).
+/// 3. **failing**: failed handlings in the window, at least half as many as settled
+///    messages; where the broker cannot count progress, failures in every interval of
+///    the window.
+/// 4. **ok**: the backlog was zero at some observation, or it shrank.
+/// 5. **slow**: anything else (progress, a backlog that is not shrinking).
+///
+/// Where progress is unknown (RabbitMQ seen from outside), rule 2 cannot be told from
+/// rule 5: the verdict is `slow` and the reason says it may be stalled.
+pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
+    let (first, last) = match window {
+        [first, .., last] => (first, last),
+        _ => return None,
+    };
+    let span = last.at.duration_since(first.at).unwrap_or_default();
+    let settled = growth(first.settled, last.settled);
+    let failed = growth(first.failed, last.failed);
+    let waiting_throughout = window.iter().all(|o| o.backlog > 0);
+    let verdict = |verdict, reason: String| {
+        Some(Evaluation {
+            verdict,
+            reason,
+            backlog: last.backlog,
+            settled,
+            failed,
+            window: span,
+        })
+    };
+    let secs = span.as_secs_f64();
+
+    if last.backlog > 0 && last.consumers == Some(0) {
+        return verdict(
+            Verdict::Stopped,
+            format!("{} waiting and no consumer attached", last.backlog),
+        );
+    }
+    if waiting_throughout && settled == Some(0) {
+        return match last.unsettled {
+            Some(0) => verdict(
+                Verdict::Stopped,
+                format!(
+                    "no progress for {secs:.0}s, {} waiting, nothing delivered: the consumer is down",
+                    last.backlog
+                ),
+            ),
+            Some(n) => verdict(
+                Verdict::Stalled,
+                format!(
+                    "no progress for {secs:.0}s while {n} delivered messages stay unsettled ({} waiting): a poison message or a hung handler",
+                    last.backlog
+                ),
+            ),
+            None => verdict(
+                Verdict::Stalled,
+                format!(
+                    "no progress for {secs:.0}s with {} waiting: a poison message, a hung handler or a consumer that is down",
+                    last.backlog
+                ),
+            ),
+        };
+    }
+    if let Some(failed) = failed.filter(|f| *f > 0) {
+        let failing = match settled {
+            Some(settled) => failed.saturating_mul(2) >= settled,
+            None => window
+                .windows(2)
+                .all(|pair| growth(pair[0].failed, pair[1].failed).unwrap_or(0) > 0),
+        };
+        if failing {
+            let of = settled.map_or(String::new(), |s| format!(" against {s} settled"));
+            return verdict(
+                Verdict::Failing,
+                format!(
+                    "{failed} failed handlings (retries, dead letters) in {secs:.0}s{of}: most messages fail"
+                ),
+            );
+        }
+    }
+    if window.iter().any(|o| o.backlog == 0) {
+        return verdict(Verdict::Ok, "the backlog reached 0".to_owned());
+    }
+    if last.backlog < first.backlog {
+        return verdict(
+            Verdict::Ok,
+            format!(
+                "catching up: the backlog shrank from {} to {}",
+                first.backlog, last.backlog
+            ),
+        );
+    }
+    match settled {
+        Some(s) => verdict(
+            Verdict::Slow,
+            format!(
+                "{s} settled in {secs:.0}s but the backlog grew from {} to {}: messages arrive faster than they are handled",
+                first.backlog, last.backlog
+            ),
+        ),
+        None => verdict(
+            Verdict::Slow,
+            format!(
+                "the backlog grew from {} to {} (the broker does not report settlements: slow or stalled)",
+                first.backlog, last.backlog
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observations one second apart: (backlog, unsettled, settled, failed, consumers).
+    fn window(
+        points: &[(u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>)],
+    ) -> Vec<Observation> {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        points
+            .iter()
+            .enumerate()
+            .map(
+                |(i, &(backlog, unsettled, settled, failed, consumers))| Observation {
+                    at: start + Duration::from_secs(i as u64),
+                    backlog,
+                    unsettled,
+                    settled,
+                    failed,
+                    consumers,
+                },
+            )
+            .collect()
+    }
+
+    fn verdict(points: &[(u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>)]) -> Verdict {
+        evaluate(&window(points)).unwrap().verdict
+    }
+
+    #[test]
+    fn fewer_than_two_observations_give_no_verdict() {
+        assert_eq!(evaluate(&[]), None);
+        assert_eq!(evaluate(&window(&[(5, None, None, None, None)])), None);
+    }
+
+    #[test]
+    fn ok_when_the_backlog_reaches_zero_or_shrinks() {
+        let e = evaluate(&window(&[
+            (10, Some(2), Some(0), Some(0), None),
+            (0, Some(0), Some(10), Some(0), None),
+            (3, Some(3), Some(10), Some(0), None),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Ok);
+        assert_eq!(e.settled, Some(10));
+        assert_eq!(e.window, Duration::from_secs(2));
+        assert_eq!(
+            verdict(&[
+                (100, None, Some(0), None, None),
+                (40, None, Some(90), None, None)
+            ]),
+            Verdict::Ok
+        );
+    }
+
+    #[test]
+    fn slow_when_progress_does_not_shrink_the_backlog() {
+        let e = evaluate(&window(&[
+            (100, Some(8), Some(0), Some(0), Some(1)),
+            (150, Some(8), Some(20), Some(0), Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Slow);
+        assert!(e.reason.contains("grew from 100 to 150"), "{}", e.reason);
+    }
+
+    #[test]
+    fn stalled_when_delivered_messages_never_settle() {
+        let e = evaluate(&window(&[
+            (10, Some(4), Some(7), None, None),
+            (12, Some(4), Some(7), None, None),
+            (15, Some(4), Some(7), None, None),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Stalled);
+        assert!(e.reason.contains("4 delivered"), "{}", e.reason);
+    }
+
+    #[test]
+    fn stopped_when_nothing_is_delivered_or_no_member_is_attached() {
+        assert_eq!(
+            verdict(&[
+                (10, Some(0), Some(7), None, None),
+                (12, Some(0), Some(7), None, None)
+            ]),
+            Verdict::Stopped
+        );
+        // A member count of zero wins even with progress (the last member just left).
+        assert_eq!(
+            verdict(&[
+                (10, None, Some(7), None, Some(1)),
+                (12, None, Some(9), None, Some(0))
+            ]),
+            Verdict::Stopped
+        );
+    }
+
+    #[test]
+    fn failing_when_most_handlings_fail_even_with_an_empty_backlog() {
+        let e = evaluate(&window(&[
+            (0, Some(0), Some(100), Some(3), None),
+            (0, Some(0), Some(140), Some(30), None),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Failing);
+        assert_eq!((e.settled, e.failed), (Some(40), Some(27)));
+        // A few failures among many successes are not an outage.
+        assert_eq!(
+            verdict(&[
+                (0, None, Some(100), Some(3), None),
+                (0, None, Some(200), Some(5), None)
+            ]),
+            Verdict::Ok
+        );
+    }
+
+    #[test]
+    fn without_progress_counts_failing_needs_failures_in_every_interval() {
+        // RabbitMQ from outside: dead letters growing all along.
+        assert_eq!(
+            verdict(&[
+                (5, None, None, Some(1), Some(1)),
+                (5, None, None, Some(4), Some(1)),
+                (6, None, None, Some(9), Some(1)),
+            ]),
+            Verdict::Failing
+        );
+        // One burst of dead letters is not.
+        assert_eq!(
+            verdict(&[
+                (5, None, None, Some(1), Some(1)),
+                (5, None, None, Some(4), Some(1)),
+                (4, None, None, Some(4), Some(1)),
+            ]),
+            Verdict::Ok
+        );
+    }
+
+    #[test]
+    fn without_progress_counts_a_growing_backlog_is_slow_or_stalled() {
+        let e = evaluate(&window(&[
+            (5, None, None, Some(0), Some(1)),
+            (9, None, None, Some(0), Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Slow);
+        assert!(e.reason.contains("slow or stalled"), "{}", e.reason);
+    }
+}
