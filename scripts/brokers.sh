@@ -115,9 +115,39 @@ rabbitmq_server_bin() {
 }
 
 # RabbitMQ 3.10 from Debian on 127.0.0.1:5672 (guest/guest).
+# Open files the RabbitMQ node may use. RabbitMQ 3.x hands out file handles and sockets
+# through its file handle cache, limited by the node's `ulimit -n`; at Debian's default
+# (1024) the hundreds of queues the tests leave (each classic retry-tier queue holds
+# index files) use the budget up, and every new connection then waits in
+# `rabbit_networking:setup_socket` for a handle: the port accepts, the AMQP handshake
+# never comes, and clients time out (seen as connect timeouts in whole test files).
+# 65536, or this shell's hard limit if lower (raising it needs privileges we may lack).
+RABBITMQ_NOFILE=$(ulimit -Hn)
+if [[ "$RABBITMQ_NOFILE" == unlimited || "$RABBITMQ_NOFILE" -gt 65536 ]]; then
+  RABBITMQ_NOFILE=65536
+fi
+
+# The running node's soft limit on open files (nothing when no node runs).
+rabbitmq_nofile() {
+  local pid
+  pid=$(pgrep -u rabbitmq -f 'beam.smp.*rabbit' | head -1) || return 0
+  awk '/Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null
+}
+
 ensure_rabbitmq() {
-  port_open 5672 && return 0
+  local nofile
+  nofile=$(rabbitmq_nofile)
+  if port_open 5672 && [[ -n "$nofile" && "$nofile" -ge "$RABBITMQ_NOFILE" ]]; then
+    return 0
+  fi
   apt_install rabbitmq-server || return 1
+  if [[ -n "$nofile" && "$nofile" -lt "$RABBITMQ_NOFILE" ]]; then
+    echo "restarting RabbitMQ: it runs with ${nofile} open files, it needs ${RABBITMQ_NOFILE}"
+    stop_process 'beam.smp.*rabbit' rabbitmq-server 30 || return 1
+  fi
+  # rabbitmq-server starts the node through `su rabbitmq`, whose pam_limits sets the
+  # limits: the node gets the ones written here.
+  echo "rabbitmq - nofile $RABBITMQ_NOFILE" > /etc/security/limits.d/wharf-rabbitmq.conf
   # The node may be up with the app stopped (after `rabbitmqctl stop_app`).
   if rabbitmqctl -q ping >/dev/null 2>&1; then
     rabbitmqctl -q start_app || { echo "error: could not start the RabbitMQ app" >&2; return 1; }

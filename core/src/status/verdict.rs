@@ -142,11 +142,13 @@ fn growth(first: Option<u64>, last: Option<u64>) -> Option<u64> {
 /// 3. **failing**: failed handlings in the window, at least half as many as settled
 ///    messages; where the broker cannot count progress, failures in every interval of
 ///    the window.
-/// 4. **ok**: the backlog was zero at some observation, or it shrank.
-/// 5. **slow**: anything else (progress, a backlog that is not shrinking).
+/// 4. **slow**: the backlog grew from the first observation to the last and never
+///    shrank between two (after Burrow: lag increasing in every interval).
+/// 5. **ok**: anything else: the backlog reached zero, shrank, or went up and down (a
+///    backlog sampled between commits is rarely zero even when the consumer keeps up).
 ///
 /// Where progress is unknown (RabbitMQ seen from outside), rule 2 cannot be told from
-/// rule 5: the verdict is `slow` and the reason says it may be stalled.
+/// rule 4: the verdict is `slow` and the reason says it may be stalled.
 pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
     let (first, last) = match window {
         [first, .., last] => (first, last),
@@ -219,14 +221,22 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
     if window.iter().any(|o| o.backlog == 0) {
         return verdict(Verdict::Ok, "the backlog reached 0".to_owned());
     }
-    if last.backlog < first.backlog {
-        return verdict(
-            Verdict::Ok,
-            format!(
+    let growing = last.backlog > first.backlog
+        && window
+            .windows(2)
+            .all(|pair| pair[1].backlog >= pair[0].backlog);
+    if !growing {
+        let reason = match last.backlog < first.backlog {
+            true => format!(
                 "catching up: the backlog shrank from {} to {}",
                 first.backlog, last.backlog
             ),
-        );
+            false => format!(
+                "keeping up: the backlog went up and down ({} to {})",
+                first.backlog, last.backlog
+            ),
+        };
+        return verdict(Verdict::Ok, reason);
     }
     match settled {
         Some(s) => verdict(
@@ -296,6 +306,28 @@ mod tests {
             verdict(&[
                 (100, None, Some(0), None, None),
                 (40, None, Some(90), None, None)
+            ]),
+            Verdict::Ok
+        );
+    }
+
+    #[test]
+    fn a_backlog_that_goes_up_and_down_is_ok() {
+        let e = evaluate(&window(&[
+            (3, None, Some(0), None, Some(1)),
+            (5, None, Some(20), None, Some(1)),
+            (2, None, Some(40), None, Some(1)),
+            (4, None, Some(60), None, Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Ok, "{}", e.reason);
+        // Growing overall but shrinking once: not slow either.
+        assert_eq!(
+            verdict(&[
+                (10, None, Some(0), None, None),
+                (30, None, Some(5), None, None),
+                (20, None, Some(9), None, None),
+                (40, None, Some(12), None, None),
             ]),
             Verdict::Ok
         );
