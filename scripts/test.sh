@@ -53,6 +53,14 @@ cargo test -q -p wharf-any --lib
 step "cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
+step "alert rules (promtool check rules, when promtool is installed)"
+promtool=$(command -v promtool || echo "${GOPATH:-$HOME/go}/bin/promtool")
+if [[ -x "$promtool" ]]; then
+  "$promtool" check rules docs/alerts/wharf.rules.yml
+else
+  echo "promtool not installed: the rules' names are checked by cli/tests/alert_rules_use_wharf_metrics.rs only"
+fi
+
 step "cargo package --workspace (every crate packs and builds from its package)"
 # --allow-dirty: the script also runs on a working tree with uncommitted changes.
 # The verify builds see our own crates as registry crates of an unchanged version

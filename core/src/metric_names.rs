@@ -33,3 +33,18 @@ pub const OLDEST_UNACKED_AGE: &str = "wharf_oldest_unacked_age_seconds";
 /// The group's [`Verdict`](crate::status::Verdict): label `verdict` (`ok`, `slow`,
 /// `stalled`, `stopped`, `failing`) is 1 for the current one and 0 for the others.
 pub const STATUS: &str = "wharf_status";
+
+/// Every name above, for tools that check dashboards and alert rules against them.
+pub const ALL: &[&str] = &[
+    MESSAGES_RECEIVED,
+    MESSAGES_HANDLED,
+    HANDLER_DURATION,
+    MESSAGES_IN_FLIGHT,
+    RETRIES,
+    DEAD_LETTERS,
+    SETTLE_FAILURES,
+    DUPLICATES,
+    BACKLOG,
+    OLDEST_UNACKED_AGE,
+    STATUS,
+];

@@ -4,7 +4,8 @@
 //! `WHARF_METRICS_ADDR` (default `127.0.0.1:9464`); every layer of the recommended stack
 //! and the runtime record into it. 200 orders go through a handler that refuses every
 //! tenth for good (dead-lettered) and fails every seventh once (retried). Then the
-//! example scrapes its own `/metrics` over HTTP, as Prometheus would, prints wharf's
+//! example scrapes its own `/metrics` over HTTP, as Prometheus would (the status monitor's
+//! `wharf_backlog` and `wharf_status{verdict}` among them), prints wharf's
 //! series, and fails if any of them is missing. With `WHARF_METRICS_HOLD=60s` it keeps
 //! serving that long afterwards, to point a Prometheus at it.
 //!
@@ -21,19 +22,23 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf::status::StatusMonitor;
 use wharf::{Consumer, Handler, HandlerError, Message};
 use wharf_memory::MemoryBroker;
 use wharf_middleware::retry::RetryPolicy;
 use wharf_middleware::stack::RecommendedLayer;
 
-/// The series the recommended stack and the runtime must have recorded.
-const EXPECTED: [&str; 6] = [
+/// The series the recommended stack, the runtime and the status monitor must have
+/// recorded.
+const EXPECTED: [&str; 8] = [
     "wharf_messages_received_total",
     "wharf_messages_handled_total",
     "wharf_handler_duration_seconds",
     "wharf_retries_total",
     "wharf_dead_letters_total",
     "wharf_messages_in_flight",
+    "wharf_backlog",
+    "wharf_status",
 ];
 
 #[tokio::main]
@@ -87,11 +92,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let broker = broker.clone();
         async move { broker.idle("orders", "billing").await }
     };
-    let summary = Consumer::new("billing", broker.subscribe("orders", "billing"), stack)
-        .owner("team-billing")
-        .run(idle)
-        .await?;
+    let consumer = Consumer::new("billing", broker.subscribe("orders", "billing"), stack)
+        .owner("team-billing");
+    // The backlog verdict (ok, slow, stalled, stopped, failing), sampled while it runs.
+    let status = StatusMonitor::new(broker.clone(), "orders", "billing")
+        .progress(consumer.progress())
+        .interval(Duration::from_millis(20))
+        .spawn();
+    let summary = consumer.run(idle).await?;
     println!("handled: {summary:?}");
+    // Two more looks at the drained queue.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    if let Some(evaluation) = status.current() {
+        println!("status: {} ({})", evaluation.verdict, evaluation.reason);
+    }
 
     // Scrape ourselves, as Prometheus does.
     let body = scrape(addr).await?;

@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             order_per_key,
             poison_message_dead_lettered,
             dead_letters_read_and_removed,
+            backlog_counts_what_is_not_settled,
             retry_then_dead_letter_with_headers,
             duplicate_is_skipped,
             resume_after_restart,

@@ -6,6 +6,7 @@
 //! not promised. [`conformance_tests!`](crate::conformance_tests) runs them all; an
 //! adapter may also call one directly from a test of its own.
 
+mod backlog;
 mod dead_letters;
 mod delivery;
 mod groups;
@@ -15,6 +16,7 @@ mod ordering;
 mod poison;
 mod redelivery;
 
+pub use backlog::backlog_counts_what_is_not_settled;
 pub use dead_letters::dead_letters_read_and_removed;
 pub use delivery::{
     concurrent_publishers_and_subscribers, large_payload, many_topics, publish_then_subscribe,
