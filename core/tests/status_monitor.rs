@@ -27,9 +27,12 @@ fn publish(broker: &MemoryBroker, stop: CancellationToken) -> tokio::task::JoinH
     })
 }
 
+/// A recorded metric: name, labels, value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
 /// Runs a consumer whose handler `fails` or not, samples four times 300 ms apart, and
 /// returns the verdict with what the recorder holds.
-async fn watch(fails: bool) -> (Verdict, Vec<(String, Vec<(String, String)>, DebugValue)>) {
+async fn watch(fails: bool) -> (Verdict, Vec<Recorded>) {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
     let broker = MemoryBroker::new();
@@ -80,10 +83,7 @@ async fn watch(fails: bool) -> (Verdict, Vec<(String, Vec<(String, String)>, Deb
     (verdict.unwrap(), recorded)
 }
 
-fn status_gauge(
-    recorded: &[(String, Vec<(String, String)>, DebugValue)],
-    verdict: &str,
-) -> Option<f64> {
+fn status_gauge(recorded: &[Recorded], verdict: &str) -> Option<f64> {
     recorded.iter().find_map(|(name, labels, value)| {
         let matches = name == wharf::metric_names::STATUS
             && labels.contains(&("verdict".to_owned(), verdict.to_owned()))

@@ -260,10 +260,11 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
 mod tests {
     use super::*;
 
-    /// Observations one second apart: (backlog, unsettled, settled, failed, consumers).
-    fn window(
-        points: &[(u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>)],
-    ) -> Vec<Observation> {
+    /// (backlog, unsettled, settled, failed, consumers).
+    type Point = (u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>);
+
+    /// Observations one second apart.
+    fn window(points: &[Point]) -> Vec<Observation> {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         points
             .iter()
@@ -281,7 +282,7 @@ mod tests {
             .collect()
     }
 
-    fn verdict(points: &[(u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>)]) -> Verdict {
+    fn verdict(points: &[Point]) -> Verdict {
         evaluate(&window(points)).unwrap().verdict
     }
 

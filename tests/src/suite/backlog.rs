@@ -37,22 +37,19 @@ pub async fn backlog_counts_what_is_not_settled<F: AdapterFactory>(f: &F) {
             expect_ok(result, doing)
         }
     };
-    let until = |want: u64, doing: &'static str| {
-        let look = look.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + f.timeout();
-            loop {
-                let backlog: Backlog = look(doing).await;
-                if backlog.total() == want {
-                    return backlog;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{doing}: the backlog stayed at {} (want {want}): {backlog:?}",
-                    backlog.total()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let until = |want: u64, doing: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + f.timeout();
+        loop {
+            let backlog: Backlog = look(doing).await;
+            if backlog.total() == want {
+                return backlog;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{doing}: the backlog stayed at {} (want {want}): {backlog:?}",
+                backlog.total()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
 
