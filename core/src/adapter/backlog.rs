@@ -1,23 +1,22 @@
 //! [`Backlog`]: what a consumer group has not settled yet, as the broker tells it.
-//!
-//! Every client answers [`Client::backlog`](super::Client::backlog) with the same
-//! shape; what each broker can tell differs, and a field the broker cannot fill is
-//! `None`, never a guess:
-//!
-//! | | backlog | unsettled | settled position | consumers | dead letters | oldest age |
-//! |---|---|---|---|---|---|---|
-//! | memory | waiting + unsettled | yes | settled offsets | — | group's `.dlq` messages | — |
-//! | RabbitMQ | ready messages of `<source>.<group>` | — (AMQP does not tell) | — | queue consumers | `<queue>.dlq` depth | — |
-//! | Kafka | high watermark − committed offset, per partition | — | committed offset | group members | `<topic>.dlq` records (every group's) | — |
-//! | JetStream | `num_pending` + `num_ack_pending` | `num_ack_pending` | ack floor (stream sequence) | — | dead-letter stream's messages (every group's) | first unacked message's age |
-//! | NATS Core | keeps no backlog: an error | | | | | |
 
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-/// One look at a consumer group's backlog (see the [module docs](self) for what each
-/// broker fills in).
+/// One look at a consumer group's backlog.
+///
+/// Every client answers [`Client::backlog`](super::Client::backlog) with the same
+/// shape; what each broker can tell differs, and a field the broker cannot fill is
+/// `None`, never a guess:
+///
+/// | | backlog | unsettled | settled position | consumers | dead letters | oldest age |
+/// |---|---|---|---|---|---|---|
+/// | memory | waiting + unsettled | yes | settled offsets | — | group's `.dlq` messages | — |
+/// | RabbitMQ | ready messages of `<source>.<group>` | — (AMQP does not tell) | — | queue consumers | `<queue>.dlq` depth | — |
+/// | Kafka | high watermark − committed offset, per partition | — | committed offset | group members | `<topic>.dlq` records (every group's) | — |
+/// | JetStream | `num_pending` + `num_ack_pending` | `num_ack_pending` | ack floor (stream sequence) | — | dead-letter stream's messages (every group's) | first unacked message's age |
+/// | NATS Core | keeps no backlog: an error | | | | | |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Backlog {
     /// When the broker was asked.
