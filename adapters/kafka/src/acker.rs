@@ -18,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use wharf::adapter::dead_letter::{dead_letter_message, fit, DEFAULT_MAX_ERROR_LEN};
 use wharf::adapter::Acker;
@@ -30,9 +30,10 @@ use wharf::{BoxError, Message, Outcome};
 use crate::config::{KafkaConfig, RetryMode};
 use crate::error;
 use crate::message::{epoch_millis_after, RETRY_NOT_BEFORE, RETRY_SOURCE};
+use crate::offset_map;
 use crate::offsets::{Assignment, PartitionState, Tracker};
 use crate::publisher::send;
-use crate::subscriber::GroupConsumer;
+use crate::subscriber::{GroupConsumer, GroupContext};
 
 /// What every acker of one subscriber shares.
 pub(crate) struct AckerShared {
@@ -272,8 +273,9 @@ impl Acker for KafkaAcker {
         }
     }
 }
-/// Stores every watermark that moved past its last store (the driver's periodic flush,
-/// and `close` before its commit).
+
+/// Stores every watermark that moved past its last store, or whose offset map is behind
+/// (the driver's periodic flush, and `close` before its commit).
 pub(crate) fn store_unstored(shared: &AckerShared) {
     for state in shared.assignment.all() {
         let mut tracker = state.tracker();
@@ -286,22 +288,50 @@ pub(crate) fn store_unstored(shared: &AckerShared) {
     }
 }
 
-/// Stores `watermark` (the next offset to read) of `state`'s partition with librdkafka,
-/// for its next commit.
+/// Stores `position` (the next offset to read) of `state`'s partition with librdkafka,
+/// with the partition's offset map, for its next commit.
 pub(crate) fn store(
     shared: &AckerShared,
     state: &PartitionState,
     tracker: &mut Tracker,
-    watermark: i64,
+    position: i64,
 ) {
-    // `store_offset` stores offset + 1: the next offset to read.
-    match shared
-        .consumer()
-        .store_offset(&state.topic, state.partition, watermark - 1)
-    {
-        Ok(()) => tracker.stored(watermark),
-        Err(e) => {
-            tracing::debug!(topic = %state.topic, partition = state.partition, error = %e, "storing the watermark failed (partition no longer assigned?)");
-        }
+    if let Err(e) = store_position(
+        shared.consumer(),
+        &state.topic,
+        state.partition,
+        tracker,
+        position,
+    ) {
+        tracing::debug!(topic = %state.topic, partition = state.partition, error = %e, "storing the watermark failed (partition no longer assigned?)");
     }
+}
+
+/// Stores `position` of `topic`/`partition` with librdkafka for the next commit, with
+/// the [offset map](crate::offset_map) of the offsets above it that `tracker` knows are
+/// settled (a map too long for the broker is left out and counted: the commit is then
+/// the plain position).
+pub(crate) fn store_position<K: rdkafka::consumer::Consumer<GroupContext>>(
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    tracker: &mut Tracker,
+    position: i64,
+) -> rdkafka::error::KafkaResult<()> {
+    let map = tracker.offset_map(position).unwrap_or_else(|| {
+        metrics::counter!(offset_map::OVERFLOWS, "topic" => topic.to_owned()).increment(1);
+        tracing::debug!(
+            topic,
+            partition,
+            "offset map too long to store: committing the plain watermark"
+        );
+        String::new()
+    });
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    let mut elem = tpl.add_partition(topic, partition);
+    elem.set_offset(Offset::Offset(position))?;
+    elem.set_metadata(map);
+    consumer.store_offsets(&tpl)?;
+    tracker.stored(position);
+    Ok(())
 }

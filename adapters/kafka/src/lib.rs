@@ -77,6 +77,7 @@ pub mod config;
 mod dead_letters;
 pub mod error;
 pub mod message;
+mod offset_map;
 pub mod offsets;
 pub mod publisher;
 pub mod subscriber;

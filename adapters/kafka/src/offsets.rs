@@ -5,8 +5,10 @@
 //! once, messages settle out of order, so each partition keeps the offsets handed to the
 //! runtime, in order, and the watermark moves only over a settled prefix: offsets 5, 6, 7
 //! handed out, 6 and 7 settled, the watermark stays at 5 until 5 settles, then jumps to 8.
-//! A crash re-reads from the last committed watermark: settled messages after a gap are
-//! handled again (at-least-once; the dedup layer absorbs them), nothing is skipped.
+//! A crash re-reads from the last committed watermark, nothing is skipped; the settled
+//! offsets above it travel in the commit's metadata ([`crate::offset_map`]), so the
+//! next owner settles those without handing them out again, and only what was really
+//! unsettled runs twice (at-least-once; the dedup layer absorbs that).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
@@ -30,24 +32,69 @@ pub(crate) struct Tracker {
     watermark: Option<i64>,
     /// The watermark last stored with librdkafka.
     stored: Option<i64>,
+    /// The first offset handed out in this assignment: the position before any
+    /// watermark (everything below it was committed, or does not exist).
+    base: Option<i64>,
+    /// Offsets above the committed one that were settled before the last restart (from
+    /// the commit's [offset map](crate::offset_map)): settled without being handed out.
+    skip: VecDeque<(i64, i64)>,
+    /// Offsets above the watermark were settled since the last store: the stored offset
+    /// map is behind.
+    map_dirty: bool,
+}
+
+/// What [`Tracker::register`] says of a fetched offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registered {
+    /// New: hand it out.
+    Handed,
+    /// Handed out already in this assignment (a re-read): not again.
+    Reread,
+    /// Settled before the last restart (the commit's offset map says so): recorded as
+    /// settled, not handed out.
+    Settled,
+}
+
+impl Registered {
+    /// Whether the record is handed out.
+    #[cfg(test)]
+    pub(crate) fn handed(self) -> bool {
+        self == Registered::Handed
+    }
 }
 
 impl Tracker {
-    /// Records `offset` as handed out. Returns `false` for an offset this assignment has
-    /// already handed out (a re-read), which must not be handed out twice.
-    pub(crate) fn register(&mut self, offset: i64) -> bool {
+    /// A tracker for an assignment whose committed offset map says `skip` (ranges
+    /// `[start, end)`, ascending) were settled before the restart.
+    pub(crate) fn with_skip(skip: Vec<(i64, i64)>) -> Self {
+        Tracker {
+            skip: skip.into(),
+            ..Tracker::default()
+        }
+    }
+
+    /// Records `offset` as fetched: handed out, a re-read, or settled before the last
+    /// restart (then recorded as settled, which may move the watermark).
+    pub(crate) fn register(&mut self, offset: i64) -> Registered {
         let newest = self
             .pending
             .back()
             .map(|&(o, _)| o)
             .or(self.watermark.map(|w| w - 1));
-        match newest {
-            Some(newest) if offset <= newest => false,
-            _ => {
-                self.pending.push_back((offset, false));
-                true
-            }
+        if newest.is_some_and(|newest| offset <= newest) {
+            return Registered::Reread;
         }
+        self.base.get_or_insert(offset);
+        while self.skip.front().is_some_and(|&(_, end)| end <= offset) {
+            self.skip.pop_front();
+        }
+        if self.skip.front().is_some_and(|&(start, _)| start <= offset) {
+            self.pending.push_back((offset, true));
+            self.advance();
+            return Registered::Settled;
+        }
+        self.pending.push_back((offset, false));
+        Registered::Handed
     }
 
     /// Marks `offset` settled. Returns the new watermark if it moved.
@@ -56,10 +103,19 @@ impl Tracker {
             .pending
             .binary_search_by_key(&offset, |&(o, _)| o)
             .ok()?;
-        self.pending[i].1 = true;
-        if i != 0 {
+        if self.pending[i].1 {
             return None;
         }
+        self.pending[i].1 = true;
+        if i != 0 {
+            self.map_dirty = true;
+            return None;
+        }
+        self.advance()
+    }
+
+    /// Drops the settled prefix; returns the new watermark if it moved.
+    fn advance(&mut self) -> Option<i64> {
         let mut next = None;
         while let Some(&(o, true)) = self.pending.front() {
             next = Some(o + 1);
@@ -69,6 +125,30 @@ impl Tracker {
             self.watermark = next;
         }
         next
+    }
+
+    /// The offset to commit: the watermark, or before any, the first offset handed out.
+    pub(crate) fn position(&self) -> Option<i64> {
+        self.watermark.or(self.base)
+    }
+
+    /// The offset map to store with a commit of `committed`: the offsets above it known
+    /// to be settled (handed out and settled, and those settled before the last restart
+    /// not read yet); `None` when too long to store.
+    pub(crate) fn offset_map(&self, committed: i64) -> Option<String> {
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for &(offset, settled) in &self.pending {
+            if !settled {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some((_, end)) if *end == offset => *end += 1,
+                _ => ranges.push((offset, offset + 1)),
+            }
+        }
+        ranges.extend(self.skip.iter().copied());
+        ranges.sort_unstable();
+        crate::offset_map::encode(committed, &ranges)
     }
 
     /// Whether the moved watermark `watermark` should be stored with librdkafka now.
@@ -88,13 +168,18 @@ impl Tracker {
         }
     }
 
-    /// Records that `watermark` was stored.
-    pub(crate) fn stored(&mut self, watermark: i64) {
-        self.stored = Some(watermark);
+    /// Records that `position`, with the offset map of the moment, was stored.
+    pub(crate) fn stored(&mut self, position: i64) {
+        self.stored = Some(position);
+        self.map_dirty = false;
     }
 
-    /// The watermark, if it moved past the last one stored.
+    /// The position to store, if the watermark moved past the last one stored or
+    /// offsets above it were settled since (the offset map is behind).
     pub(crate) fn unstored(&self) -> Option<i64> {
+        if self.map_dirty {
+            return self.position();
+        }
         let watermark = self.watermark?;
         match self.stored {
             Some(stored) if stored >= watermark => None,
@@ -113,7 +198,8 @@ impl Tracker {
         self.pending.iter().filter(|(_, settled)| !settled).count()
     }
 
-    /// The watermark: the offset to commit.
+    /// The watermark: every offset below it is settled.
+    #[cfg(test)]
     pub(crate) fn watermark(&self) -> Option<i64> {
         self.watermark
     }
@@ -136,13 +222,13 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
-    pub(crate) fn new(topic: Arc<str>, partition: i32) -> Self {
+    pub(crate) fn new(topic: Arc<str>, partition: i32, tracker: Tracker) -> Self {
         PartitionState {
             topic,
             partition,
             lease: Lease::new(),
             window_paused: AtomicBool::new(false),
-            tracker: Mutex::new(Tracker::default()),
+            tracker: Mutex::new(tracker),
         }
     }
 
@@ -187,7 +273,16 @@ impl Assignment {
             .clone()
     }
 
-    /// Adds a newly assigned partition with a fresh tracker.
+    /// Adds a newly assigned partition with a fresh tracker (the tests' shorthand: no
+    /// offset map).
+    #[cfg(test)]
+    pub(crate) fn assign(&self, topic: &str, partition: i32) {
+        self.assign_with_skip(topic, partition, Vec::new());
+    }
+
+    /// Adds a newly assigned partition with a fresh tracker, which settles without
+    /// handing out the offsets in `skip` (from the commit's offset map: settled before
+    /// the restart).
     ///
     /// The group only ever assigns a partition this member does not hold (eager
     /// assignment revokes everything first; incremental assignment lists only new
@@ -195,7 +290,7 @@ impl Assignment {
     /// it would keep its tracker, which refuses every offset at or below the newest one it
     /// saw, and the new assignment re-reads from the committed offset: those records
     /// would be skipped.
-    pub(crate) fn assign(&self, topic: &str, partition: i32) {
+    pub(crate) fn assign_with_skip(&self, topic: &str, partition: i32, skip: Vec<(i64, i64)>) {
         let Ok(index) = usize::try_from(partition) else {
             return;
         };
@@ -207,7 +302,11 @@ impl Assignment {
         if slots.len() <= index {
             slots.resize(index + 1, None);
         }
-        let fresh = Arc::new(PartitionState::new(topic_arc, partition));
+        let fresh = Arc::new(PartitionState::new(
+            topic_arc,
+            partition,
+            Tracker::with_skip(skip),
+        ));
         if let Some(stale) = slots[index].replace(fresh) {
             drop(stale.revoke());
         }
@@ -238,7 +337,7 @@ mod tests {
     fn stores_are_coalesced_but_never_skip_the_end_of_a_burst() {
         let mut t = Tracker::default();
         for o in 0..200 {
-            assert!(t.register(o));
+            assert!(t.register(o).handed());
         }
         // The first watermark is stored at once.
         let w = t.settle(0).expect("moved");
@@ -267,10 +366,54 @@ mod tests {
     }
 
     #[test]
+    fn offsets_settled_before_a_restart_are_not_handed_out_again() {
+        // Committed 10; the commit's map says 12, 13 and 20 were settled.
+        let mut t = Tracker::with_skip(vec![(12, 14), (20, 21)]);
+        assert_eq!(t.register(10), Registered::Handed);
+        assert_eq!(t.register(11), Registered::Handed);
+        assert_eq!(t.register(12), Registered::Settled);
+        assert_eq!(t.register(13), Registered::Settled);
+        assert_eq!(t.register(14), Registered::Handed);
+        assert_eq!(t.settle(10), Some(11));
+        assert_eq!(
+            t.settle(11),
+            Some(14),
+            "12 and 13 were settled: passed over"
+        );
+        // 20 is not read yet: the map keeps it.
+        let map = t.offset_map(14).unwrap();
+        assert_eq!(crate::offset_map::decode(&map, 14), Some(vec![(20, 21)]));
+    }
+
+    #[test]
+    fn the_offset_map_follows_settlements_above_the_watermark() {
+        let mut t = Tracker::default();
+        for o in 0..10 {
+            t.register(o);
+        }
+        assert_eq!(t.unstored(), None);
+        t.settle(3);
+        t.settle(4);
+        t.settle(7);
+        assert_eq!(
+            t.unstored(),
+            Some(0),
+            "the map is behind: the position is stored again with it"
+        );
+        let map = t.offset_map(0).unwrap();
+        assert_eq!(
+            crate::offset_map::decode(&map, 0),
+            Some(vec![(3, 5), (7, 8)])
+        );
+        t.stored(0);
+        assert_eq!(t.unstored(), None);
+    }
+
+    #[test]
     fn watermark_moves_only_over_a_settled_prefix() {
         let mut t = Tracker::default();
         for o in 5..=8 {
-            assert!(t.register(o));
+            assert!(t.register(o).handed());
         }
         assert_eq!(t.settle(6), None);
         assert_eq!(t.settle(7), None);
@@ -297,18 +440,18 @@ mod tests {
     #[test]
     fn rereads_are_refused_and_unknown_settles_ignored() {
         let mut t = Tracker::default();
-        assert!(t.register(1));
-        assert!(t.register(2));
+        assert!(t.register(1).handed());
+        assert!(t.register(2).handed());
         assert!(
-            !t.register(2),
+            !t.register(2).handed(),
             "an in-flight offset is not handed out twice"
         );
         assert_eq!(t.settle(1), Some(2));
         assert_eq!(t.settle(2), Some(3));
-        assert!(!t.register(0), "below the watermark: already done");
-        assert!(!t.register(2));
+        assert!(!t.register(0).handed(), "below the watermark: already done");
+        assert!(!t.register(2).handed());
         assert_eq!(t.settle(99), None);
-        assert!(t.register(3));
+        assert!(t.register(3).handed());
     }
 
     #[test]
@@ -335,7 +478,7 @@ mod tests {
         a.assign("t", 2);
         let new = a.get("t", 2).unwrap();
         assert!(!Arc::ptr_eq(&old, &new));
-        assert!(new.tracker().register(0));
+        assert!(new.tracker().register(0).handed());
         assert_eq!(a.all().len(), 1);
     }
 
@@ -347,7 +490,7 @@ mod tests {
         let a = Assignment::default();
         a.assign("t", 0);
         let stale = a.get("t", 0).unwrap();
-        assert!(stale.tracker().register(5));
+        assert!(stale.tracker().register(5).handed());
         a.assign("t", 0);
         let fresh = a.get("t", 0).unwrap();
         assert!(!Arc::ptr_eq(&stale, &fresh));
@@ -356,7 +499,7 @@ mod tests {
             "the stale state's settlements are ignored"
         );
         assert!(
-            fresh.tracker().register(0),
+            fresh.tracker().register(0).handed(),
             "the new assignment reads from the committed offset"
         );
     }

@@ -46,7 +46,7 @@
 //! own (`buffer` copies): once that many are held, the driver pauses only the retry
 //! topics' partitions, and resumes them when half have come due.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -68,11 +68,11 @@ use wharf::adapter::Description;
 use wharf::adapter::{Capabilities, Delivery, Subscriber};
 use wharf::Error;
 
-use crate::acker::{AckerShared, KafkaAcker};
+use crate::acker::{store_position, AckerShared, KafkaAcker};
 use crate::config::RetryMode;
 use crate::error;
 use crate::message::{from_record, Received};
-use crate::offsets::{Assignment, PartitionState, STORE_AFTER};
+use crate::offsets::{Assignment, PartitionState, Registered, STORE_AFTER};
 
 /// What the Kafka adapter promises (see the [crate docs](crate)).
 pub fn capabilities(retry: RetryMode) -> Capabilities {
@@ -115,7 +115,7 @@ impl ConsumerContext for GroupContext {
                     let Some(state) = self.assignment.remove(elem.topic(), elem.partition()) else {
                         continue;
                     };
-                    let tracker = state.revoke();
+                    let mut tracker = state.revoke();
                     in_flight += tracker.unsettled();
                     // Only stored here: librdkafka commits the stored offsets of removed
                     // partitions itself (auto-commit is on) on its own thread, and waits
@@ -124,10 +124,14 @@ impl ConsumerContext for GroupContext {
                     // assignment belongs to someone else already: nothing is stored, so
                     // nothing moves their position.
                     if !lost {
-                        if let Some(watermark) = tracker.watermark() {
-                            if let Err(e) =
-                                consumer.store_offset(elem.topic(), elem.partition(), watermark - 1)
-                            {
+                        if let Some(position) = tracker.position() {
+                            if let Err(e) = store_position(
+                                consumer,
+                                elem.topic(),
+                                elem.partition(),
+                                &mut tracker,
+                                position,
+                            ) {
                                 tracing::warn!(group = %self.group, topic = elem.topic(), partition = elem.partition(), error = %e, "storing a revoked partition's watermark failed; the new owner re-reads from the last committed offset");
                             }
                         }
@@ -150,8 +154,19 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            let mut skipped = 0;
+            let committed = committed_maps(consumer, tpl, &self.group);
             for elem in tpl.elements() {
-                self.assignment.assign(elem.topic(), elem.partition());
+                let skip = committed
+                    .get(&(elem.topic().to_owned(), elem.partition()))
+                    .cloned()
+                    .unwrap_or_default();
+                skipped += skip.iter().map(|(start, end)| end - start).sum::<i64>();
+                self.assignment
+                    .assign_with_skip(elem.topic(), elem.partition(), skip);
+            }
+            if skipped > 0 {
+                tracing::info!(group = %self.group, skipped, "offsets settled before the last stop are skipped, not handled again (the commit's offset map)");
             }
             // librdkafka keeps an application pause across a revoke and a new assignment:
             // a partition this member paused (flow control, its uncommitted window) and
@@ -163,6 +178,38 @@ impl ConsumerContext for GroupContext {
             tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
         }
     }
+}
+
+/// How long an assignment waits for the committed offsets' metadata (the offset maps);
+/// without an answer the partitions start without one (everything after the committed
+/// offset is handled again, as before offset maps).
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The offset maps committed for the partitions of `tpl`: per partition the ranges
+/// settled above the committed offset.
+fn committed_maps(
+    consumer: &BaseConsumer<GroupContext>,
+    tpl: &rdkafka::TopicPartitionList,
+    group: &str,
+) -> HashMap<(String, i32), Vec<(i64, i64)>> {
+    let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
+        Ok(committed) => committed,
+        Err(e) => {
+            tracing::warn!(group, error = %e, "reading the committed offset maps failed: records settled before the last stop may be handled again");
+            return HashMap::new();
+        }
+    };
+    committed
+        .elements()
+        .into_iter()
+        .filter_map(|elem| {
+            let rdkafka::Offset::Offset(at) = elem.offset() else {
+                return None;
+            };
+            let ranges = crate::offset_map::decode(elem.metadata(), at)?;
+            Some(((elem.topic().to_owned(), elem.partition()), ranges))
+        })
+        .collect()
 }
 
 pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
@@ -371,14 +418,26 @@ fn queue(
                 return Queued::Skipped;
             };
             let mut tracker = state.tracker();
-            if !tracker.register(record.offset()) {
-                tracing::debug!(
-                    topic,
-                    partition = record.partition(),
-                    offset = record.offset(),
-                    "record read again while in flight or done; not handed out twice"
-                );
-                return Queued::Skipped;
+            match tracker.register(record.offset()) {
+                Registered::Handed => {}
+                Registered::Reread => {
+                    tracing::debug!(
+                        topic,
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        "record read again while in flight or done; not handed out twice"
+                    );
+                    return Queued::Skipped;
+                }
+                Registered::Settled => {
+                    tracing::debug!(
+                        topic,
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        "record settled before the last stop (the commit's offset map); not handed out again"
+                    );
+                    return Queued::Skipped;
+                }
             }
             let uncommitted = tracker.uncommitted();
             drop(tracker);

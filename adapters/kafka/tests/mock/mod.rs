@@ -177,6 +177,19 @@ fn inspector(bootstrap: &str, group: &str) -> BaseConsumer {
 /// The offsets `group` has committed on `topic`, by partition (`None`: nothing
 /// committed).
 pub async fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
+    committed_with_metadata(bootstrap, group, topic)
+        .await
+        .into_iter()
+        .map(|(p, (offset, _))| (p, offset))
+        .collect()
+}
+
+/// `group`'s committed offset of each partition of `topic`, with the commit's metadata.
+pub async fn committed_with_metadata(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> BTreeMap<i32, (Option<i64>, String)> {
     let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer = inspector(&bootstrap, &group);
@@ -194,7 +207,7 @@ pub async fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i3
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 };
-                (e.partition(), offset)
+                (e.partition(), (offset, e.metadata().to_owned()))
             })
             .collect()
     })
