@@ -127,24 +127,27 @@ if [[ "$RABBITMQ_NOFILE" == unlimited || "$RABBITMQ_NOFILE" -gt 65536 ]]; then
   RABBITMQ_NOFILE=65536
 fi
 
-# The running node's soft limit on open files (nothing when no node runs).
+# The shared node's command line (a test's own node has another home).
+RABBITMQ_PATTERN='beam.smp.*-home /var/lib/rabbitmq'
+
+# The shared node's soft limit on open files (nothing when it does not run here).
 rabbitmq_nofile() {
   local pid
-  pid=$(pgrep -u rabbitmq -f 'beam.smp.*rabbit' | head -1) || return 0
-  awk '/Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null
+  pid=$(pgrep -f "$RABBITMQ_PATTERN" | head -1) || true
+  [[ -n "$pid" ]] || return 0
+  awk '/Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null || true
 }
 
 ensure_rabbitmq() {
   local nofile
-  nofile=$(rabbitmq_nofile)
-  if port_open 5672 && [[ -n "$nofile" && "$nofile" -ge "$RABBITMQ_NOFILE" ]]; then
-    return 0
+  nofile=$(rabbitmq_nofile) || nofile=
+  if port_open 5672; then
+    # A broker this script did not start (another user's, a container's): used as it is.
+    [[ -z "$nofile" || "$nofile" -ge "$RABBITMQ_NOFILE" ]] && return 0
+    echo "restarting RabbitMQ: it runs with ${nofile} open files, it needs ${RABBITMQ_NOFILE}"
+    stop_process "$RABBITMQ_PATTERN" rabbitmq-server 30 || return 1
   fi
   apt_install rabbitmq-server || return 1
-  if [[ -n "$nofile" && "$nofile" -lt "$RABBITMQ_NOFILE" ]]; then
-    echo "restarting RabbitMQ: it runs with ${nofile} open files, it needs ${RABBITMQ_NOFILE}"
-    stop_process 'beam.smp.*rabbit' rabbitmq-server 30 || return 1
-  fi
   # rabbitmq-server starts the node through `su rabbitmq`, whose pam_limits sets the
   # limits: the node gets the ones written here.
   echo "rabbitmq - nofile $RABBITMQ_NOFILE" > /etc/security/limits.d/wharf-rabbitmq.conf

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use wharf::adapter::{Backlog, Client};
-use wharf::status::{evaluate, Evaluation, Observation};
+use wharf::status::{evaluate_group, Evaluation, Observation, PartitionEvaluation};
 
 use crate::exit::Failure;
 use crate::table;
@@ -28,18 +28,13 @@ impl Sampling {
                 "`--interval` must be above 0 and no longer than `--window`".into(),
             ));
         }
+        if self.window.as_nanos() / self.interval.as_nanos() >= MAX_LOOKS {
+            return Err(Failure::Usage(format!(
+                "`--window` / `--interval` asks for more than {MAX_LOOKS} looks: take a longer interval"
+            )));
+        }
         Ok(())
     }
-}
-
-/// The verdict of one partition.
-#[derive(Debug, Serialize)]
-pub struct PartitionStatus {
-    /// The partition, where the broker has partitions.
-    pub partition: Option<i32>,
-    /// Its verdict over the window.
-    #[serde(flatten)]
-    pub evaluation: Evaluation,
 }
 
 /// What `wharf status` found.
@@ -49,13 +44,16 @@ pub struct Report {
     pub source: String,
     /// The group.
     pub group: String,
-    /// The group's verdict.
+    /// The group's verdict (a partition stalled or stopped makes it the group's).
     pub group_status: Evaluation,
-    /// Each partition's (one entry without a partition where the broker has none).
-    pub partitions: Vec<PartitionStatus>,
+    /// Each partition's verdict, where the broker has several.
+    pub partitions: Vec<PartitionEvaluation>,
     /// The last look, as the broker answered it.
     pub last: Backlog,
 }
+
+/// Most looks one run takes.
+const MAX_LOOKS: u128 = 10_000;
 
 /// Looks at group `group` on `source` every `sampling.interval` for `sampling.window`
 /// and evaluates the looks.
@@ -68,41 +66,20 @@ pub async fn sample<C: Client>(
     sampling.validate()?;
     let looks = (sampling.window.as_nanos() / sampling.interval.as_nanos()) as usize + 1;
     let mut taken: Vec<Backlog> = Vec::with_capacity(looks);
+    let start = tokio::time::Instant::now();
     for i in 0..looks {
-        if i > 0 {
-            tokio::time::sleep(sampling.interval).await;
-        }
+        // On a fixed schedule: a slow look does not stretch the window.
+        tokio::time::sleep_until(start + sampling.interval * i as u32).await;
         taken.push(client.backlog(source, group).await?);
     }
-    let group_obs: Vec<Observation> = taken.iter().map(Observation::of_group).collect();
-    let group_status = evaluate(&group_obs).expect("at least two looks");
-    let last = taken.last().expect("at least two looks").clone();
-    let partitions = last
-        .partitions
-        .iter()
-        .filter_map(|p| {
-            // A partition's looks, matched by id (partitions may be added meanwhile).
-            let obs: Vec<Observation> = taken
-                .iter()
-                .filter_map(|b| {
-                    b.partitions
-                        .iter()
-                        .find(|q| q.partition == p.partition)
-                        .map(|q| Observation::of_partition(b, q))
-                })
-                .collect();
-            Some(PartitionStatus {
-                partition: p.partition,
-                evaluation: evaluate(&obs)?,
-            })
-        })
-        .collect();
+    let observations: Vec<Observation> = taken.iter().map(Observation::of_group).collect();
+    let evaluation = evaluate_group(&taken, &observations).expect("at least two looks");
     Ok(Report {
         source: source.to_owned(),
         group: group.to_owned(),
-        group_status,
-        partitions,
-        last,
+        group_status: evaluation.group,
+        partitions: evaluation.partitions,
+        last: taken.pop().expect("at least two looks"),
     })
 }
 
@@ -115,7 +92,7 @@ pub fn print(report: &Report, json: bool, out: &mut dyn Write) -> Result<(), Fai
         return Ok(());
     }
     let known = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
-    if report.partitions.len() > 1 || report.partitions.iter().any(|p| p.partition.is_some()) {
+    if !report.partitions.is_empty() {
         let rows: Vec<Vec<String>> = report
             .partitions
             .iter()

@@ -60,7 +60,7 @@ async fn watch(fails: bool) -> (Verdict, Vec<Recorded>) {
     let mut verdict = None;
     for _ in 0..4 {
         let (_, evaluation) = monitor.sample().await.unwrap();
-        verdict = evaluation.map(|e| e.verdict);
+        verdict = evaluation.map(|e| e.group.verdict);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     stop.cancel();

@@ -1,10 +1,13 @@
 //! The backlog of a group: per partition, the high watermark less the group's committed
-//! offset (its lag), the members of the group, and the records on `<topic>.dlq`.
+//! offset (its lag), the members of the group, and the records on its dead-letter topic.
 //!
 //! Joins no group: a consumer carrying the group's id asks for its committed offsets
 //! (OffsetFetch) and the group's description (DescribeGroups), and the partitions'
 //! watermarks (ListOffsets). Kafka does not tell which records are in flight nor how old
 //! the first unconsumed one is (that would take reading it), so those stay unknown.
+//!
+//! A group that never committed and has no members (a new group, or a misspelled one)
+//! has the whole topic as its backlog, position 0 and no members: it reads `stopped`.
 
 use std::time::Duration;
 
@@ -38,12 +41,18 @@ pub(crate) async fn backlog(
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = client.create().map_err(|e| config.creation_error(e))?;
     let (topic, group) = (topic.to_owned(), group.to_owned());
-    tokio::task::spawn_blocking(move || look(&consumer, &topic, &group))
+    let dead_letter_topic = config.dead_letter_topic_for(&topic);
+    tokio::task::spawn_blocking(move || look(&consumer, &topic, &group, &dead_letter_topic))
         .await
         .map_err(|e| error::connection("reading the backlog", e))?
 }
 
-fn look(consumer: &BaseConsumer, topic: &str, group: &str) -> Result<Backlog, Error> {
+fn look(
+    consumer: &BaseConsumer,
+    topic: &str,
+    group: &str,
+    dead_letter_topic: &str,
+) -> Result<Backlog, Error> {
     let partitions = partitions(consumer, topic)?;
     if partitions.is_empty() {
         return Err(error::subscribe(
@@ -61,18 +70,23 @@ fn look(consumer: &BaseConsumer, topic: &str, group: &str) -> Result<Backlog, Er
     let mut out = Vec::with_capacity(partitions.len());
     for p in partitions {
         let (low, high) = fetch_watermarks(consumer, topic, p)?;
-        // Nothing committed yet: the group starts at the oldest record kept.
-        let position = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o.max(low),
-            _ => low,
+        // The committed offset, raw: records that retention deleted below it are not
+        // progress. Nothing committed yet: the group would start at the oldest record
+        // kept (with `auto.offset.reset=earliest`, wharf's default).
+        let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o),
+            _ => None,
         };
-        let mut partition = PartitionBacklog::new(Some(p), (high - position).max(0) as u64);
-        partition.settled = Some(position.max(0) as u64);
+        let from = committed.map_or(low, |c| c.max(low));
+        let mut partition = PartitionBacklog::new(Some(p), (high - from).max(0) as u64);
+        // 0 before the first commit: a group hung on its first records has a position
+        // that does not move (stalled), and retention deleting records is no progress.
+        partition.settled = Some(committed.map_or(0, |c| c as u64));
         out.push(partition);
     }
     let mut backlog = Backlog::new(out);
     backlog.consumers = members(consumer, group);
-    backlog.dead_letters = records(consumer, &format!("{topic}.dlq"));
+    backlog.dead_letters = records(consumer, dead_letter_topic);
     Ok(backlog)
 }
 
@@ -102,7 +116,8 @@ fn members(consumer: &BaseConsumer, group: &str) -> Option<u64> {
     }
 }
 
-/// Records kept in `topic` over all partitions; unknown when it cannot be read.
+/// Records kept in `topic` over all partitions; unknown when it cannot be read. The
+/// markers `wharf dlq replay`/`purge` write count too (Kafka cannot delete a record).
 fn records(consumer: &BaseConsumer, topic: &str) -> Option<u64> {
     let mut total = 0;
     for p in partitions(consumer, topic).ok()? {

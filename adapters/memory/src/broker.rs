@@ -218,6 +218,11 @@ impl MemoryBroker {
             .unwrap_or_default()
     }
 
+    /// Messages in `topic`'s log (0 for a topic never used).
+    pub(crate) fn message_count(&self, topic: &str) -> usize {
+        self.existing(topic).map_or(0, |t| t.lock().len())
+    }
+
     /// Messages `group` has not settled yet (unsent, in flight or waiting to retry).
     pub fn pending(&self, topic: &str, group: &str) -> u64 {
         self.with_group(topic, group, |st, g| st.pending(g))

@@ -38,12 +38,13 @@ impl MemoryBroker {
     }
 
     /// What `group` has not settled on `source`: pending (unsent, in flight, waiting to
-    /// retry), in flight, settled offsets, and the messages on `<source>.dlq`. An error
+    /// retry), handed out and unsettled, settled offsets, and the messages on
+    /// `<source>.dlq` (every group's). An error
     /// when the group was never declared or subscribed.
     pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
-        let (pending, in_flight, settled) = self
+        let (pending, unsettled, settled) = self
             .with_group(source, group, |st, g| {
-                (st.pending(g), st.in_flight(g), st.settled(g))
+                (st.pending(g), st.unsettled(g), st.settled(g))
             })
             .ok_or_else(|| {
                 Error::Subscribe(
@@ -51,10 +52,10 @@ impl MemoryBroker {
                 )
             })?;
         let mut partition = PartitionBacklog::new(None, pending);
-        partition.unsettled = Some(in_flight);
+        partition.unsettled = Some(unsettled);
         partition.settled = Some(settled);
         let mut backlog = Backlog::new(vec![partition]);
-        backlog.dead_letters = Some(self.messages(&dead_letter_topic(source)).len() as u64);
+        backlog.dead_letters = Some(self.message_count(&dead_letter_topic(source)) as u64);
         Ok(backlog)
     }
 }

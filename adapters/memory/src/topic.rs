@@ -409,6 +409,21 @@ impl TopicState {
         g.low + in_window
     }
 
+    /// Messages handed out and not settled by `group`: in flight, or waiting out a
+    /// retry delay to be delivered again.
+    pub(crate) fn unsettled(&self, group: GroupIndex) -> u64 {
+        self.groups[group]
+            .slots
+            .iter()
+            .filter(|s| s.state != SlotState::Settled)
+            .count() as u64
+    }
+
+    /// Messages in the log.
+    pub(crate) fn len(&self) -> usize {
+        self.log.len()
+    }
+
     /// Messages currently delivered and unsettled by `group`.
     pub(crate) fn in_flight(&self, group: GroupIndex) -> u64 {
         self.groups[group]

@@ -25,19 +25,30 @@ pub(crate) async fn backlog(
     }
     let js = client.jetstream_source(source, group);
     let what = || format!("reading durable `{}` of stream `{}`", js.durable, js.stream);
+    // Missing stream or durable: not found; anything else: the server or the connection.
+    let failed = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        match text.contains("not found") {
+            true => error::subscribe(what(), text),
+            false => error::connection(what(), text),
+        }
+    };
     let stream = client
         .jetstream()
         .get_stream(&js.stream)
         .await
-        .map_err(|e| error::subscribe(what(), e))?;
+        .map_err(|e| failed(&e))?;
     let info = stream
         .consumer_info(&js.durable)
         .await
-        .map_err(|e| error::subscribe(what(), e))?;
+        .map_err(|e| failed(&e))?;
     let unsettled = info.num_ack_pending as u64;
     let mut partition = PartitionBacklog::new(None, info.num_pending + unsettled);
     partition.unsettled = Some(unsettled);
-    partition.settled = Some(info.ack_floor.stream_sequence);
+    // A position that grows with every ack, in order or not: the last delivered
+    // sequence less what is delivered and unacked. (The ack floor would stand still
+    // behind one message waiting out a retry delay while the others are acked.)
+    partition.settled = Some(info.delivered.stream_sequence.saturating_sub(unsettled));
     if partition.backlog > 0 {
         // Everything up to the ack floor is acked: the next sequence is the oldest
         // message not settled (unless it was deleted, and then the age is unknown).

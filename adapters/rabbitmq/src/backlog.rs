@@ -15,7 +15,8 @@ use crate::error::RabbitError;
 use crate::publisher::RabbitPublisher;
 
 /// Ready messages and consumers of `queue`, from a passive declare on a channel of its
-/// own (a missing queue closes the channel with NOT_FOUND).
+/// own (a missing queue closes the channel with NOT_FOUND). A passive declare counts as
+/// a use of the queue: it restarts a `queue_expires` (`x-expires`) timer.
 async fn depth(publisher: &RabbitPublisher, queue: &str) -> Result<(u32, u32), RabbitError> {
     let channel = publisher.side_channel().await?;
     let declared = channel
@@ -50,9 +51,13 @@ pub(crate) async fn backlog(
     queue: &str,
     dead_letter_queue: &str,
 ) -> Result<Backlog, Error> {
-    let (ready, consumers) = depth(publisher, queue)
-        .await
-        .map_err(|e| Error::Subscribe(Box::new(e)))?;
+    let (ready, consumers) = depth(publisher, queue).await.map_err(|e| {
+        // A missing queue is not found; anything else is the broker or the connection.
+        match e.to_string().contains("does not exist") {
+            true => Error::Subscribe(Box::new(e)),
+            false => Error::Connection(Box::new(e)),
+        }
+    })?;
     let mut backlog = Backlog::new(vec![PartitionBacklog::new(None, u64::from(ready))]);
     backlog.consumers = Some(u64::from(consumers));
     backlog.dead_letters = depth(publisher, dead_letter_queue)

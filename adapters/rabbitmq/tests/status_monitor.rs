@@ -48,7 +48,7 @@ async fn a_hung_handler_reads_stalled_in_process() {
     }
     let _ = stop.send(());
     let _ = running.await.unwrap();
-    let evaluation = evaluation.unwrap();
+    let evaluation = evaluation.unwrap().group;
     assert_eq!(evaluation.verdict, Verdict::Stalled, "{evaluation:?}");
     assert_eq!(evaluation.settled, Some(0));
 }

@@ -12,10 +12,10 @@ use serde::Serialize;
 ///
 /// | | backlog | unsettled | settled position | consumers | dead letters | oldest age |
 /// |---|---|---|---|---|---|---|
-/// | memory | waiting + unsettled | yes | settled offsets | — | group's `.dlq` messages | — |
+/// | memory | waiting + unsettled | yes (in flight or waiting to retry) | settled offsets | — | `<source>.dlq` messages (every group's) | — |
 /// | RabbitMQ | ready messages of `<source>.<group>` | — (AMQP does not tell) | — | queue consumers | `<queue>.dlq` depth | — |
-/// | Kafka | high watermark − committed offset, per partition | — | committed offset | group members | `<topic>.dlq` records (every group's) | — |
-/// | JetStream | `num_pending` + `num_ack_pending` | `num_ack_pending` | ack floor (stream sequence) | — | dead-letter stream's messages (every group's) | first unacked message's age |
+/// | Kafka | high watermark − committed offset, per partition | — | committed offset (0 before the first commit) | group members | dead-letter topic's records (every group's, replay markers too) | — |
+/// | JetStream | `num_pending` + `num_ack_pending` | `num_ack_pending` | last delivered sequence − `num_ack_pending` | — | dead-letter stream's messages (every group's) | first unacked message's age |
 /// | NATS Core | keeps no backlog: an error | | | | | |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Backlog {

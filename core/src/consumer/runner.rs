@@ -482,22 +482,30 @@ where
     }
 
     fn finished(&mut self, done: Finished) {
-        let progress = &self.limits.stamp.progress;
+        // Progress counts what the broker took: a settlement that failed or timed out is
+        // redelivered, and counted when it is settled for good.
+        let progress = done.settled.is_ok().then_some(&self.limits.stamp.progress);
         match &done.outcome {
             Outcome::Ack => {
                 self.summary.acked += 1;
-                progress.settled_one(false);
+                if let Some(p) = progress {
+                    p.settled_one(false);
+                }
             }
             // Counted as a failure in `handled` (the stack's verdict); retries the
             // runtime settles itself (shutdown, revoked leases) are not failures.
             Outcome::Retry { .. } => self.summary.retried += 1,
             Outcome::DeadLetter(_) => {
                 self.summary.dead_lettered += 1;
-                progress.settled_one(true);
+                if let Some(p) = progress {
+                    p.settled_one(true);
+                }
             }
             Outcome::Drop(_) => {
                 self.summary.dropped += 1;
-                progress.settled_one(true);
+                if let Some(p) = progress {
+                    p.settled_one(true);
+                }
             }
         }
         if done.timed_out {

@@ -9,7 +9,13 @@ use crate::adapter::{Backlog, Client};
 use crate::error::Error;
 use crate::metric_names;
 
-use super::{evaluate, Evaluation, Observation, Progress, Verdict};
+use super::{evaluate_group, Evaluation, GroupEvaluation, Observation, Progress, Verdict};
+
+/// How long one look may take before it counts as failed.
+pub const LOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Failed looks in a row after which [`StatusMonitor::spawn`] clears the verdict.
+pub const FAILED_LOOKS: u32 = 3;
 
 /// Samples a consumer group's backlog through its client, records `wharf_backlog`,
 /// `wharf_oldest_unacked_age_seconds` and `wharf_status`, and evaluates the
@@ -41,7 +47,8 @@ pub struct StatusMonitor<C> {
     progress: Option<Progress>,
     interval: Duration,
     window: Duration,
-    observations: VecDeque<Observation>,
+    /// The looks in the window, with the group's observation of each.
+    looks: VecDeque<(Backlog, Observation)>,
 }
 
 impl<C: Client> StatusMonitor<C> {
@@ -62,7 +69,7 @@ impl<C: Client> StatusMonitor<C> {
             progress: None,
             interval: Self::DEFAULT_INTERVAL,
             window: Self::DEFAULT_WINDOW,
-            observations: VecDeque::new(),
+            looks: VecDeque::new(),
         }
     }
 
@@ -81,7 +88,7 @@ impl<C: Client> StatusMonitor<C> {
         self
     }
 
-    /// How often [`spawn`](Self::spawn) samples.
+    /// How often [`spawn`](Self::spawn) samples (at least every millisecond).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -93,99 +100,118 @@ impl<C: Client> StatusMonitor<C> {
         self
     }
 
-    /// Takes one look: asks the broker, records the metrics, and returns the look and
-    /// the verdict over the window (`None` until there are two samples).
-    pub async fn sample(&mut self) -> Result<(Backlog, Option<Evaluation>), Error> {
-        let backlog = self.client.backlog(&self.source, &self.group).await?;
+    /// Takes one look: asks the broker (within [`LOOK_TIMEOUT`]), records the metrics,
+    /// and returns the look and the verdict over the window (`None` until there are two
+    /// looks).
+    pub async fn sample(&mut self) -> Result<(Backlog, Option<GroupEvaluation>), Error> {
+        let backlog =
+            tokio::time::timeout(LOOK_TIMEOUT, self.client.backlog(&self.source, &self.group))
+                .await
+                .map_err(|_| {
+                    Error::Connection(
+                        format!("the broker did not answer within {LOOK_TIMEOUT:?}").into(),
+                    )
+                })??;
         let mut observation = Observation::of_group(&backlog);
         if let Some(progress) = &self.progress {
             observation.failed = Some(progress.failed());
             observation.settled = observation.settled.or(Some(progress.settled()));
         }
-        self.observations.push_back(observation);
-        // Keep the newest sample older than the window too: the window's start.
-        while self.observations.len() > 2
-            && self.observations[1]
+        self.looks.push_back((backlog.clone(), observation));
+        // Keep the newest look older than the window too: the window's start.
+        while self.looks.len() > 2
+            && self.looks[1]
+                .1
                 .at
                 .elapsed()
                 .is_ok_and(|age| age >= self.window)
         {
-            self.observations.pop_front();
+            self.looks.pop_front();
         }
-        let evaluation = evaluate(self.observations.make_contiguous());
-        self.record(&backlog, evaluation.as_ref());
+        let (looks, observations): (Vec<Backlog>, Vec<Observation>) =
+            self.looks.iter().cloned().unzip();
+        let evaluation = evaluate_group(&looks, &observations);
+        self.record(&backlog, evaluation.as_ref().map(|e| &e.group));
         Ok((backlog, evaluation))
     }
 
-    fn record(&self, backlog: &Backlog, evaluation: Option<&Evaluation>) {
-        let labels = [
+    fn labels(&self, extra: Option<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        let mut labels = vec![
             ("consumer", self.consumer.clone()),
             ("source", self.source.clone()),
         ];
+        labels.extend(extra);
+        labels
+    }
+
+    fn record(&self, backlog: &Backlog, evaluation: Option<&Evaluation>) {
         for p in &backlog.partitions {
-            let gauge = match p.partition {
-                Some(partition) => metrics::gauge!(
-                    metric_names::BACKLOG,
-                    &labels
-                        .iter()
-                        .cloned()
-                        .chain([("partition", partition.to_string())])
-                        .collect::<Vec<_>>()
-                ),
-                None => metrics::gauge!(metric_names::BACKLOG, &labels),
-            };
-            gauge.set(p.backlog as f64);
+            let partition = p.partition.map(|n| ("partition", n.to_string()));
+            metrics::gauge!(metric_names::BACKLOG, &self.labels(partition)).set(p.backlog as f64);
         }
-        if let Some(age) = backlog.oldest_age() {
-            metrics::gauge!(metric_names::OLDEST_UNACKED_AGE, &labels).set(age.as_secs_f64());
+        // A drained backlog has no oldest message: 0, not the last age seen.
+        let age = match backlog.oldest_age() {
+            Some(age) => Some(age.as_secs_f64()),
+            None if backlog.total() == 0 => Some(0.0),
+            None => None,
+        };
+        if let Some(age) = age {
+            metrics::gauge!(metric_names::OLDEST_UNACKED_AGE, &self.labels(None)).set(age);
         }
-        if let Some(evaluation) = evaluation {
-            for verdict in Verdict::ALL {
-                let value = if verdict == evaluation.verdict {
-                    1.0
-                } else {
-                    0.0
-                };
-                metrics::gauge!(
-                    metric_names::STATUS,
-                    &labels
-                        .iter()
-                        .cloned()
-                        .chain([("verdict", verdict.as_str().to_owned())])
-                        .collect::<Vec<_>>()
-                )
-                .set(value);
-            }
+        self.record_verdict(evaluation.map(|e| e.verdict));
+    }
+
+    /// `wharf_status{verdict}`: 1 for `current`, 0 for the others (all 0 for none).
+    fn record_verdict(&self, current: Option<Verdict>) {
+        for verdict in Verdict::ALL {
+            let value = if Some(verdict) == current { 1.0 } else { 0.0 };
+            let label = Some(("verdict", verdict.as_str().to_owned()));
+            metrics::gauge!(metric_names::STATUS, &self.labels(label)).set(value);
         }
     }
 
     /// Samples every [`interval`](Self::interval) on a task of its own until the handle
-    /// is dropped. A failed look is logged and skipped (the window keeps its samples).
+    /// is dropped. A failed look is logged and skipped (the window keeps its looks);
+    /// after [`FAILED_LOOKS`] failed looks in a row the verdict is cleared
+    /// ([`StatusHandle::current`] is `None`, every `wharf_status` series 0): a verdict
+    /// the broker can no longer confirm is not reported as current.
     pub fn spawn(mut self) -> StatusHandle {
         let current = Arc::new(Mutex::new(None));
         let shared = current.clone();
+        let set =
+            move |e: Option<Evaluation>| *shared.lock().unwrap_or_else(|p| p.into_inner()) = e;
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(self.interval);
+            let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failed = 0u32;
             loop {
                 tick.tick().await;
                 match self.sample().await {
                     Ok((_, evaluation)) => {
+                        failed = 0;
                         if let Some(e) = &evaluation {
                             tracing::debug!(
                                 consumer = %self.consumer,
-                                verdict = %e.verdict,
-                                reason = %e.reason,
+                                verdict = %e.group.verdict,
+                                reason = %e.group.reason,
                                 "consumer status"
                             );
                         }
-                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = evaluation;
+                        set(evaluation.map(|e| e.group));
                     }
-                    Err(e) => tracing::warn!(
-                        consumer = %self.consumer,
-                        error = %e,
-                        "sampling the backlog failed"
-                    ),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(
+                            consumer = %self.consumer,
+                            error = %e,
+                            failed,
+                            "sampling the backlog failed"
+                        );
+                        if failed == FAILED_LOOKS {
+                            set(None);
+                            self.record_verdict(None);
+                        }
+                    }
                 }
             }
         });

@@ -31,8 +31,9 @@ impl Progress {
         self.counts.settled.load(Ordering::Relaxed)
     }
 
-    /// Handlings that failed: each retry (in process, in the lane or by redelivery) and
-    /// each dead letter.
+    /// Handlings that failed: each retry (in process, in the lane or by redelivery), each
+    /// dead letter and each drop. Settlements the broker did not take (a failed or timed
+    /// out ack) count neither here nor in [`settled`](Self::settled).
     pub fn failed(&self) -> u64 {
         self.counts.failed.load(Ordering::Relaxed)
     }

@@ -29,7 +29,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Every verdict, in the order of the rules.
+    /// Every verdict.
     pub const ALL: [Verdict; 5] = [
         Verdict::Ok,
         Verdict::Slow,
@@ -89,15 +89,16 @@ impl Observation {
         }
     }
 
-    /// The observation of one partition of `backlog` (dead letters and members are the
-    /// group's).
+    /// The observation of one partition of `backlog`: its own backlog and position,
+    /// the group's members; no failures (dead letters are counted for the group, not
+    /// per partition).
     pub fn of_partition(backlog: &Backlog, partition: &PartitionBacklog) -> Self {
         Observation {
             at: backlog.taken_at,
             backlog: partition.backlog,
             unsettled: partition.unsettled,
             settled: partition.settled,
-            failed: backlog.dead_letters,
+            failed: None,
             consumers: backlog.consumers,
         }
     }
@@ -125,10 +126,11 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// Growth of a count between two observations (`None` where either does not know it;
-/// a count that went down, as after a broker's reset, counts as no growth).
+/// Growth of a count between two observations: `None` where either does not know it,
+/// or where it went down (a reset offset, a recreated consumer, a purged destination:
+/// the two looks do not measure the same thing).
 fn growth(first: Option<u64>, last: Option<u64>) -> Option<u64> {
-    Some(last?.saturating_sub(first?))
+    last?.checked_sub(first?)
 }
 
 /// The verdict over `window` (observations oldest first); `None` with fewer than two.
@@ -137,18 +139,21 @@ fn growth(first: Option<u64>, last: Option<u64>) -> Option<u64> {
 ///
 /// 1. **stopped**: a backlog waits and no member is attached; or no progress over the
 ///    window, a backlog throughout, and nothing delivered (`unsettled` is 0).
-/// 2. **stalled**: no progress over the window and a backlog throughout (something is
+/// 2. **failing** (without progress): no progress, a backlog throughout, and failures
+///    in the window: every message fails (retried with backoff, or dead-lettered).
+/// 3. **stalled**: no progress over the window and a backlog throughout (something is
 ///    delivered and not settled, or the broker cannot tell).
-/// 3. **failing**: failed handlings in the window, at least half as many as settled
-///    messages; where the broker cannot count progress, failures in every interval of
-///    the window.
-/// 4. **slow**: the backlog grew from the first observation to the last and never
-///    shrank between two (after Burrow: lag increasing in every interval).
-/// 5. **ok**: anything else: the backlog reached zero, shrank, or went up and down (a
+/// 4. **failing**: failures in the window at least half as many as settled messages;
+///    where progress is unknown, failures in every interval of the window.
+/// 5. **slow**: the backlog ended above where it started and rose in at least three
+///    intervals of four (after Burrow's "lag increasing in every interval", with room
+///    for a dip in a long window); where progress is unknown, also a backlog that waits
+///    throughout and does not shrink (a hung consumer with nothing new arriving).
+/// 6. **ok**: anything else: the backlog reached zero, shrank, or went up and down (a
 ///    backlog sampled between commits is rarely zero even when the consumer keeps up).
 ///
-/// Where progress is unknown (RabbitMQ seen from outside), rule 2 cannot be told from
-/// rule 4: the verdict is `slow` and the reason says it may be stalled.
+/// Where progress is unknown (RabbitMQ seen from outside), rule 3 cannot be told from
+/// rule 5: the verdict is `slow` and the reason says it may be stalled.
 pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
     let (first, last) = match window {
         [first, .., last] => (first, last),
@@ -156,7 +161,7 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
     };
     let span = last.at.duration_since(first.at).unwrap_or_default();
     let settled = growth(first.settled, last.settled);
-    let failed = growth(first.failed, last.failed);
+    let failed = growth(first.failed, last.failed).filter(|f| *f > 0);
     let waiting_throughout = window.iter().all(|o| o.backlog > 0);
     let verdict = |verdict, reason: String| {
         Some(Evaluation {
@@ -177,6 +182,14 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
         );
     }
     if waiting_throughout && settled == Some(0) {
+        if let Some(failed) = failed {
+            return verdict(
+                Verdict::Failing,
+                format!(
+                    "no progress for {secs:.0}s and {failed} failed handlings (retries, dead letters): every message fails"
+                ),
+            );
+        }
         return match last.unsettled {
             Some(0) => verdict(
                 Verdict::Stopped,
@@ -201,7 +214,7 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
             ),
         };
     }
-    if let Some(failed) = failed.filter(|f| *f > 0) {
+    if let Some(failed) = failed {
         let failing = match settled {
             Some(settled) => failed.saturating_mul(2) >= settled,
             None => window
@@ -212,44 +225,45 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
             let of = settled.map_or(String::new(), |s| format!(" against {s} settled"));
             return verdict(
                 Verdict::Failing,
-                format!(
-                    "{failed} failed handlings (retries, dead letters) in {secs:.0}s{of}: most messages fail"
-                ),
+                format!("{failed} failed handlings (retries, dead letters) in {secs:.0}s{of}"),
             );
         }
     }
     if window.iter().any(|o| o.backlog == 0) {
         return verdict(Verdict::Ok, "the backlog reached 0".to_owned());
     }
-    let growing = last.backlog > first.backlog
-        && window
-            .windows(2)
-            .all(|pair| pair[1].backlog >= pair[0].backlog);
-    if !growing {
-        let reason = match last.backlog < first.backlog {
-            true => format!(
-                "catching up: the backlog shrank from {} to {}",
-                first.backlog, last.backlog
-            ),
-            false => format!(
-                "keeping up: the backlog went up and down ({} to {})",
-                first.backlog, last.backlog
-            ),
-        };
-        return verdict(Verdict::Ok, reason);
-    }
-    match settled {
-        Some(s) => verdict(
+    let intervals = window.len() - 1;
+    let rises = window
+        .windows(2)
+        .filter(|pair| pair[1].backlog > pair[0].backlog)
+        .count();
+    let growing = last.backlog > first.backlog && rises * 4 >= intervals * 3;
+    match (growing, settled) {
+        (true, Some(s)) => verdict(
             Verdict::Slow,
             format!(
                 "{s} settled in {secs:.0}s but the backlog grew from {} to {}: messages arrive faster than they are handled",
                 first.backlog, last.backlog
             ),
         ),
-        None => verdict(
+        (_, None) if growing || last.backlog >= first.backlog => verdict(
             Verdict::Slow,
             format!(
-                "the backlog grew from {} to {} (the broker does not report settlements: slow or stalled)",
+                "the backlog went from {} to {} (the broker does not report settlements: slow or stalled)",
+                first.backlog, last.backlog
+            ),
+        ),
+        _ if last.backlog < first.backlog => verdict(
+            Verdict::Ok,
+            format!(
+                "catching up: the backlog shrank from {} to {}",
+                first.backlog, last.backlog
+            ),
+        ),
+        _ => verdict(
+            Verdict::Ok,
+            format!(
+                "keeping up: the backlog went up and down ({} to {})",
                 first.backlog, last.backlog
             ),
         ),
@@ -332,6 +346,53 @@ mod tests {
             ]),
             Verdict::Ok
         );
+    }
+
+    #[test]
+    fn a_long_window_growing_with_one_dip_is_slow() {
+        let mut points: Vec<Point> = (0..9u64)
+            .map(|i| (100 + 1000 * i, None, Some(10 * i), None, Some(1)))
+            .collect();
+        points[5].0 = 3_000; // one dip, below the look before it
+        let e = evaluate(&window(&points)).unwrap();
+        assert_eq!(e.verdict, Verdict::Slow, "{}", e.reason);
+    }
+
+    #[test]
+    fn without_progress_counts_a_backlog_that_waits_and_does_not_shrink_is_slow_or_stalled() {
+        // RabbitMQ from outside, a hung consumer, nothing new arriving: flat.
+        let e = evaluate(&window(&[
+            (7, None, None, Some(0), Some(1)),
+            (7, None, None, Some(0), Some(1)),
+            (7, None, None, Some(0), Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Slow);
+        assert!(e.reason.contains("slow or stalled"), "{}", e.reason);
+    }
+
+    #[test]
+    fn no_progress_with_failures_is_failing_not_stalled() {
+        // A dependency down: every message retried with backoff, none settled.
+        let e = evaluate(&window(&[
+            (50, Some(8), Some(100), Some(10), Some(1)),
+            (60, Some(8), Some(100), Some(25), Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Failing, "{}", e.reason);
+        assert!(e.reason.contains("every message fails"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_count_that_went_backwards_measures_nothing() {
+        // The committed offset was reset: no progress figure, so no "stalled" from it.
+        let e = evaluate(&window(&[
+            (10, None, Some(500), None, Some(1)),
+            (8, None, Some(20), None, Some(1)),
+        ]))
+        .unwrap();
+        assert_eq!(e.settled, None);
+        assert_eq!(e.verdict, Verdict::Ok, "{}", e.reason);
     }
 
     #[test]
