@@ -1,5 +1,6 @@
-//! The chaos harness on every broker that promises at-least-once, 20,000 messages a run
-//! (`WHARF_CHAOS_MESSAGES` for more), each run striking at random points:
+//! The chaos harness on every broker that promises at-least-once, 10,000 messages a run
+//! in CI (`WHARF_CHAOS_MESSAGES=20000` for the runs `docs/guarantees.md` records; the
+//! strikes are the same, the run shorter), each run striking at random points:
 //!
 //! | run | strikes | effects | must hold |
 //! |---|---|---|---|
@@ -21,7 +22,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn chaos(broker: &str, fault: &str, effects: &str, extra: &[&str]) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let messages = std::env::var("WHARF_CHAOS_MESSAGES").unwrap_or_else(|_| "20000".into());
+    let messages = std::env::var("WHARF_CHAOS_MESSAGES").unwrap_or_else(|_| "10000".into());
     let strikes = if fault == "restart" { "3" } else { "5" };
     let output = Command::new(env!("CARGO_BIN_EXE_wharf-chaos"))
         .args([
