@@ -94,6 +94,9 @@ async fn transient_twice_then_success_is_acked_once_after_two_retries() {
     assert!(report.dead_letters().is_empty());
 }
 
+/// A `traceparent` from upstream.
+const UPSTREAM: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test(start_paused = true)]
 async fn always_failing_is_dead_lettered_with_retries_exhausted_and_the_attempts() {
     let broker = MemoryBroker::new();
@@ -107,7 +110,8 @@ async fn always_failing_is_dead_lettered_with_retries_exhausted_and_the_attempts
     let id = harness.publish(
         Message::new("x")
             .with_key("k")
-            .with_header("tenant", "acme"),
+            .with_header("tenant", "acme")
+            .with_header(names::TRACEPARENT, UPSTREAM),
     );
     let report = harness.run_until_idle().await;
 
@@ -122,8 +126,10 @@ async fn always_failing_is_dead_lettered_with_retries_exhausted_and_the_attempts
     assert!(h.get_str(names::DLQ_ERROR).unwrap().contains("flaky"));
     assert!(h.contains(names::DLQ_FAILED_AT));
     assert!(
-        h.contains(names::TRACEPARENT),
-        "dead letters carry the trace context"
+        h.get_str(names::TRACEPARENT)
+            .is_some_and(|tp| tp.starts_with(&UPSTREAM[..36]) && tp != UPSTREAM),
+        "dead letters continue the upstream trace as the consumer's child: {:?}",
+        h.get_str(names::TRACEPARENT)
     );
     assert_eq!(h.get_str("tenant"), Some("acme"));
     assert_eq!(letter.key().map(|k| &k[..]), Some(&b"k"[..]));

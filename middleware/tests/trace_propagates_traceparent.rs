@@ -1,6 +1,7 @@
 //! The trace layer hands inward, and so to everything wharf publishes from the message,
-//! a `traceparent` that continues the incoming trace (or starts a new one) as a child of
-//! the consumer's processing.
+//! a `traceparent` that continues the incoming trace (or, where a subscriber records the
+//! span, starts a new one) as a child of the consumer's processing. With nothing to
+//! continue and nobody recording, the message passes untouched.
 #![cfg(all(feature = "trace", feature = "dead-letter"))]
 #![allow(clippy::unwrap_used)] // in tests a panic is the clearest report
 
@@ -16,8 +17,18 @@ use wharf_middleware::trace::{TraceContext, TraceLayer};
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
 /// Runs `messages` through trace → dead-letter → a handler that always fails
-/// permanently; returns the report and the `traceparent` each handler call saw.
-async fn run(messages: Vec<Message>) -> (Report, Vec<(MessageId, Option<String>)>) {
+/// permanently, with a subscriber recording every span when `recorded`; returns the
+/// report and the `traceparent` each handler call saw.
+async fn run(messages: Vec<Message>, recorded: bool) -> (Report, Vec<(MessageId, Option<String>)>) {
+    // Not recording: a subscriber that takes no span (with none at all, another test's
+    // subscriber on another thread would make the callsite look interesting).
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _subscriber = match recorded {
+        true => tracing::subscriber::set_default(tracing_subscriber::registry()),
+        false => tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::OFF),
+        ),
+    };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handler = {
         let seen = seen.clone();
@@ -60,7 +71,8 @@ async fn dead_letter_continues_the_incoming_trace_as_a_child() {
         .with_header(TRACEPARENT, INCOMING)
         .with_header("tenant", "acme");
     let id = msg.id().clone();
-    let (report, seen) = run(vec![msg]).await;
+    // No subscriber: an incoming trace is continued all the same.
+    let (report, seen) = run(vec![msg], false).await;
 
     let incoming = TraceContext::parse(INCOMING).unwrap();
     let out = dead_letter_context(&report, &id);
@@ -91,7 +103,7 @@ async fn missing_traceparent_gets_a_fresh_valid_one_per_message() {
     let a = Message::new("a");
     let b = Message::new("b");
     let (ida, idb) = (a.id().clone(), b.id().clone());
-    let (report, _) = run(vec![a, b]).await;
+    let (report, _) = run(vec![a, b], true).await;
 
     let ctx_a = dead_letter_context(&report, &ida);
     let ctx_b = dead_letter_context(&report, &idb);
@@ -118,7 +130,7 @@ async fn invalid_traceparent_is_replaced_by_a_fresh_trace() {
         .map(|tp| Message::new("x").with_header(TRACEPARENT, *tp))
         .collect();
     let ids: Vec<_> = messages.iter().map(|m| m.id().clone()).collect();
-    let (report, _) = run(messages).await;
+    let (report, _) = run(messages, true).await;
 
     let garbage_trace = 0x4bf92f3577b34da6a3ce929d0e0e4736u128;
     for (id, tp) in ids.iter().zip(invalid) {
@@ -137,7 +149,7 @@ async fn future_version_is_continued_as_version_00() {
     let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more-fields";
     let msg = Message::new("x").with_header(TRACEPARENT, future);
     let id = msg.id().clone();
-    let (report, _) = run(vec![msg]).await;
+    let (report, _) = run(vec![msg], false).await;
 
     let out = dead_letter_context(&report, &id);
     let copy = report.dead_letter(&id).unwrap();
@@ -148,4 +160,16 @@ async fn future_version_is_continued_as_version_00() {
     );
     assert_eq!(value.len(), 55);
     assert!(out.is_sampled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_to_continue_and_nobody_recording_leaves_the_message_untouched() {
+    let msg = Message::new("x").with_header("tenant", "acme");
+    let id = msg.id().clone();
+    let (report, seen) = run(vec![msg], false).await;
+    assert_eq!(seen, vec![(id.clone(), None)], "no traceparent made up");
+    report.assert_dead_lettered(&id, "permanent");
+    let copy = report.dead_letter(&id).unwrap();
+    assert_eq!(copy.headers().get_str(TRACEPARENT), None);
+    assert_eq!(copy.headers().get_str("tenant"), Some("acme"));
 }

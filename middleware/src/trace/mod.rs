@@ -12,8 +12,9 @@
 //!   fields. `outcome` is recorded when the stack completes.
 //! - **W3C trace context**: the incoming [`traceparent`] header is parsed strictly
 //!   ([`TraceContext::parse`]); the message passed inward carries a *new* `traceparent`
-//!   with the same trace id (or a fresh one if the header was missing or invalid), a
-//!   fresh span id standing for this consumer's processing, and the same flags. Anything
+//!   with the same trace id (or, when the span is recorded, a fresh one if the header
+//!   was missing or invalid), a fresh span id standing for this consumer's processing,
+//!   and the same flags. Anything
 //!   published from the message inside this layer — the dead-letter copy, which keeps
 //!   the headers, or a copy republished for a retry — therefore continues the trace as a
 //!   child of this consumer, and a handler that publishes can do the same with
@@ -44,10 +45,14 @@
 //!
 //! # Cost
 //!
-//! The trace context is read and written on every message, whether or not a subscriber
-//! listens: one header lookup and parse, one random span id (two random ids for a new
-//! trace), and a copy-on-write change to the headers. The span itself costs next to
-//! nothing when no subscriber is interested at its [level](TraceLayer::level).
+//! The incoming `traceparent` is looked up and parsed on every message. A new context
+//! (one random span id, two random ids for a new trace) and the copy-on-write change to
+//! the headers are made only when there is something to continue or to record: a valid
+//! incoming `traceparent`, or a subscriber interested in the span at its
+//! [level](TraceLayer::level). A message without a `traceparent`, handled where no
+//! subscriber records the span, is passed on untouched (no trace would ever show the
+//! ids, and a downstream consumer starts its own). The span itself costs next to
+//! nothing when no subscriber is interested.
 //!
 //! In the recommended stack this layer sits inside the metrics layer and outside the
 //! dead-letter and retry layers: it sees every attempt, and what they publish already
@@ -169,14 +174,25 @@ where
     }
 
     fn call(&mut self, mut message: Message) -> Self::Future {
-        let incoming = TraceContext::from_headers(message.headers());
-        let ctx = match &incoming {
-            Some(parent) => parent.child(),
-            None => TraceContext::new_root(),
-        };
-        ctx.inject(message.headers_mut());
         let consumer = crate::telemetry::consumer_of(&message);
-        let span = message_span(self.level, &message, consumer, incoming, &ctx);
+        let span = message_span(self.level, &message, consumer);
+        let incoming = TraceContext::from_headers(message.headers());
+        // A context is made when there is a trace to continue (a valid incoming
+        // `traceparent`) or a span to record it on; otherwise nobody would ever see it,
+        // and the ids, the header text and the header copy are skipped.
+        let ctx = match &incoming {
+            Some(parent) => Some(parent.child()),
+            None if !span.is_disabled() => Some(TraceContext::new_root()),
+            None => None,
+        };
+        if let Some(ctx) = &ctx {
+            ctx.inject(message.headers_mut());
+            span.record("trace_id", tracing::field::display(ctx.trace_id()));
+            span.record("span_id", tracing::field::display(ctx.span_id()));
+            if let Some(parent) = &incoming {
+                span.record("parent_span_id", tracing::field::display(parent.span_id()));
+            }
+        }
         let fut = span.in_scope(|| self.inner.call(message));
         ResponseFuture::new(fut, span)
     }
@@ -184,13 +200,7 @@ where
 
 /// The `wharf.message` span at `level` (a span's level is part of its static callsite,
 /// hence one callsite per level).
-fn message_span(
-    level: Level,
-    message: &Message,
-    consumer: &str,
-    incoming: Option<TraceContext>,
-    ctx: &TraceContext,
-) -> Span {
+fn message_span(level: Level, message: &Message, consumer: &str) -> Span {
     macro_rules! span {
         ($level:expr) => {
             tracing::span!(
@@ -202,9 +212,9 @@ fn message_span(
                 offset = message.origin().offset(),
                 attempt = message.attempt(),
                 consumer,
-                trace_id = %ctx.trace_id(),
-                span_id = %ctx.span_id(),
-                parent_span_id = incoming.map(|parent| tracing::field::display(parent.span_id())),
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
                 outcome = tracing::field::Empty,
                 error = tracing::field::Empty,
             )
