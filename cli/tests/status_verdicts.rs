@@ -285,37 +285,39 @@ async fn rabbitmq_gives_each_verdict() {
 
 // ---- usage ---------------------------------------------------------------------------
 
-#[test]
-fn a_window_shorter_than_the_interval_is_refused() {
-    let (code, _, err) = wharf(&[
+/// `wharf status <url> orders --group g --window <window> --interval <interval>`.
+fn status_of(url: &str, window: &str, interval: &str) -> (i32, String, String) {
+    wharf(&[
         "status",
-        "memory://",
+        url,
         "orders",
         "--group",
         "g",
         "--window",
-        "1s",
+        window,
         "--interval",
-        "5s",
-    ]);
+        interval,
+    ])
+}
+
+#[test]
+fn a_window_shorter_than_the_interval_is_refused() {
+    let (code, _, err) = status_of("memory://", "1s", "5s");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--interval"), "{err}");
 }
 
 #[test]
+fn more_looks_than_the_bound_are_refused() {
+    let (code, _, err) = status_of("memory://", "1d", "1ms");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("looks"), "{err}");
+}
+
+#[test]
 #[ignore = "needs nats"]
 fn nats_core_has_no_backlog() {
-    let (code, _, err) = wharf(&[
-        "status",
-        "nats://127.0.0.1:4222",
-        "orders",
-        "--group",
-        "g",
-        "--window",
-        "1s",
-        "--interval",
-        "1s",
-    ]);
+    let (code, _, err) = status_of("nats://127.0.0.1:4222", "1s", "1s");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("NATS Core keeps no backlog"), "{err}");
 }
