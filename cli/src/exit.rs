@@ -4,9 +4,9 @@
 //! |---:|---|
 //! | 0 | done |
 //! | 1 | done in part: some dead letters could not be replayed or removed (each is named) |
-//! | 2 | bad usage or configuration (an unknown option, a URL that does not parse, a bad filter) |
+//! | 2 | bad usage or configuration (an unknown option, a URL that does not parse, a bad filter; for `status` a bad duration or window, a NATS Core URL) |
 //! | 3 | the broker could not be reached, or refused the credentials |
-//! | 4 | not found: the dead-letter destination does not exist, no dead letter has that id, or (`status`) the group's queue, stream or durable does not exist |
+//! | 4 | not found: the dead-letter destination does not exist, no dead letter has that id, or (`status`) the group's queue, topic, stream or durable does not exist |
 //! | 5 | cancelled at the confirmation prompt |
 //! | 6 | `wharf status --check`: the verdict is not `ok` (printed as usual) |
 

@@ -308,7 +308,7 @@ pub(crate) fn store(
 }
 
 /// Stores `position` of `topic`/`partition` with librdkafka for the next commit, with
-/// the [offset map](crate::offset_map) of the offsets above it that `tracker` knows are
+/// the offset map (`offset_map.rs`) of the offsets above it that `tracker` knows are
 /// settled (a map too long for the broker is left out and counted: the commit is then
 /// the plain position).
 pub(crate) fn store_position<K: rdkafka::consumer::Consumer<GroupContext>>(

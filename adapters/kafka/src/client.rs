@@ -317,8 +317,10 @@ impl KafkaClient {
 
     /// The backlog of group `group` on topic `source`: per partition, the high
     /// watermark less the group's committed offset (the lag) and the committed offset;
-    /// the group's members; the records on `<source>.dlq` (every group's). Joins no
-    /// group. An error when the topic does not exist.
+    /// the group's members; the records on its dead-letter topic (`<source>.dlq` or the
+    /// configured `dead_letter_topic`; every group's). Joins no group. An error when the
+    /// topic does not exist; a group that does not exist reads as one that never
+    /// committed.
     pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {
         crate::backlog::backlog(&self.config, source, group).await
     }

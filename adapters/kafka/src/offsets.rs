@@ -6,7 +6,7 @@
 //! runtime, in order, and the watermark moves only over a settled prefix: offsets 5, 6, 7
 //! handed out, 6 and 7 settled, the watermark stays at 5 until 5 settles, then jumps to 8.
 //! A crash re-reads from the last committed watermark, nothing is skipped; the settled
-//! offsets above it travel in the commit's metadata ([`crate::offset_map`]), so the
+//! offsets above it travel in the commit's metadata (the offset map, `offset_map.rs`), so the
 //! next owner settles those without handing them out again, and only what was really
 //! unsettled runs twice (at-least-once; the dedup layer absorbs that).
 
@@ -36,7 +36,7 @@ pub(crate) struct Tracker {
     /// watermark (everything below it was committed, or does not exist).
     base: Option<i64>,
     /// Offsets above the committed one that were settled before the last restart (from
-    /// the commit's [offset map](crate::offset_map)): settled without being handed out.
+    /// the commit's offset map, `offset_map.rs`): settled without being handed out.
     skip: VecDeque<(i64, i64)>,
     /// Offsets above the watermark were settled since the last store: the stored offset
     /// map is behind.

@@ -250,8 +250,9 @@ impl NatsClient {
     }
 
     /// The backlog of group `group` on subject `source` (JetStream): its durable
-    /// consumer's pending and ack-pending messages, its ack floor (the settled
-    /// position), the age of the first unacked message, and the messages in the
+    /// consumer's pending and ack-pending messages, the settled position (last delivered
+    /// sequence less the unacked count), the age of the first unacked message, and the
+    /// messages in the
     /// dead-letter stream (every group's). Core NATS keeps no backlog: an error naming
     /// the URL.
     pub async fn backlog(&self, source: &str, group: &str) -> Result<Backlog, Error> {

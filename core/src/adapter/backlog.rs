@@ -43,8 +43,8 @@ pub struct PartitionBacklog {
     /// Of those, delivered to a member and not settled yet, where the broker tells.
     pub unsettled: Option<u64>,
     /// A position that grows as the group settles messages (Kafka's committed offset,
-    /// JetStream's ack floor, the memory broker's settled offset), where the broker
-    /// keeps one. Its growth between two looks is the progress made in between.
+    /// JetStream's last delivered sequence less the unacked count, the memory broker's
+    /// settled offset), where the broker keeps one. Its growth between two looks is the progress made in between.
     pub settled: Option<u64>,
     /// How long the oldest message not yet settled has existed, where the broker tells.
     #[serde(rename = "oldest_age_seconds", with = "seconds")]

@@ -79,8 +79,10 @@ pub trait Client: Clone + Send + Sync + 'static {
     fn dead_letters(&self) -> Self::DeadLetters;
 
     /// What group `group` has not settled yet on `source`, as the broker tells it now
-    /// (see [`Backlog`] for what each broker can tell). An error when the source or
-    /// group does not exist, or the broker keeps no backlog (NATS Core).
+    /// (see [`Backlog`] for what each broker can tell). An error when the source (or,
+    /// except on Kafka, the group) does not exist, or the broker keeps no backlog (NATS
+    /// Core). Kafka cannot tell a group that does not exist from one that never
+    /// committed: its backlog is the whole topic, with no members.
     fn backlog(
         &self,
         source: &str,

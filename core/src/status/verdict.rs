@@ -14,8 +14,9 @@ use crate::adapter::{Backlog, PartitionBacklog};
 pub enum Verdict {
     /// The backlog reached zero in the window, or is shrinking: keeping up.
     Ok,
-    /// Progress, but the backlog is not shrinking: messages arrive faster than they are
-    /// handled (scale out, or look at the handler's latency).
+    /// Progress, and a backlog that ended higher and rose in three intervals of four:
+    /// messages arrive faster than they are handled (scale out, or look at the handler's
+    /// latency).
     Slow,
     /// Messages are delivered but none is settled while a backlog waits: a poison
     /// message or a hung handler.
@@ -23,8 +24,9 @@ pub enum Verdict {
     /// No progress and nothing delivered while a backlog waits, or no member attached:
     /// the consumer is down.
     Stopped,
-    /// Progress, but most handlings fail (retries, dead letters): a business outage
-    /// (a dependency down, a bad deploy).
+    /// Failures (retries, dead letters, drops) at least half as many as settled
+    /// messages, or failures and no progress: a business outage (a dependency down, a
+    /// bad deploy).
     Failing,
 }
 
@@ -139,8 +141,9 @@ fn growth(first: Option<u64>, last: Option<u64>) -> Option<u64> {
 ///
 /// 1. **stopped**: a backlog waits and no member is attached; or no progress over the
 ///    window, a backlog throughout, and nothing delivered (`unsettled` is 0).
-/// 2. **failing** (without progress): no progress, a backlog throughout, and failures
-///    in the window: every message fails (retried with backoff, or dead-lettered).
+/// 2. **failing** (without progress): no progress, a backlog throughout, something
+///    delivered (or the broker cannot tell), and failures in the window: every message
+///    fails (retried with backoff, or dead-lettered).
 /// 3. **stalled**: no progress over the window and a backlog throughout (something is
 ///    delivered and not settled, or the broker cannot tell).
 /// 4. **failing**: failures in the window at least half as many as settled messages;
@@ -182,6 +185,17 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
         );
     }
     if waiting_throughout && settled == Some(0) {
+        if last.unsettled == Some(0) {
+            // Nothing delivered to anyone: dead letters at a shared destination are
+            // another group's, not this one's.
+            return verdict(
+                Verdict::Stopped,
+                format!(
+                    "no progress for {secs:.0}s, {} waiting, nothing delivered: the consumer is down",
+                    last.backlog
+                ),
+            );
+        }
         if let Some(failed) = failed {
             return verdict(
                 Verdict::Failing,
@@ -191,13 +205,6 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
             );
         }
         return match last.unsettled {
-            Some(0) => verdict(
-                Verdict::Stopped,
-                format!(
-                    "no progress for {secs:.0}s, {} waiting, nothing delivered: the consumer is down",
-                    last.backlog
-                ),
-            ),
             Some(n) => verdict(
                 Verdict::Stalled,
                 format!(
@@ -249,7 +256,7 @@ pub fn evaluate(window: &[Observation]) -> Option<Evaluation> {
         (_, None) if growing || last.backlog >= first.backlog => verdict(
             Verdict::Slow,
             format!(
-                "the backlog went from {} to {} (the broker does not report settlements: slow or stalled)",
+                "the backlog went from {} to {} (no settlement count over the window: slow or stalled)",
                 first.backlog, last.backlog
             ),
         ),
@@ -369,6 +376,17 @@ mod tests {
         .unwrap();
         assert_eq!(e.verdict, Verdict::Slow);
         assert!(e.reason.contains("slow or stalled"), "{}", e.reason);
+    }
+
+    #[test]
+    fn nothing_delivered_is_stopped_even_with_dead_letters_at_a_shared_destination() {
+        // JetStream, no member left; another group dead-letters into the shared stream.
+        let e = evaluate(&window(&[
+            (30, Some(0), Some(100), Some(5), None),
+            (40, Some(0), Some(100), Some(50), None),
+        ]))
+        .unwrap();
+        assert_eq!(e.verdict, Verdict::Stopped, "{}", e.reason);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   [`TraceContext::from_headers`] and [`TraceContext::inject`]. A redelivery by the
 //!   broker brings back the original headers, so each attempt becomes a sibling span
 //!   under the same upstream parent. (A message without a valid `traceparent` starts a
-//!   new trace on each delivery; its attempts share the `message_id` field.)
+//!   new trace on each delivery when the span is recorded; its attempts share the
+//!   `message_id` field.)
 //!
 //! The span's fields:
 //!
