@@ -97,6 +97,17 @@ fn publish_every<C: Client>(
     })
 }
 
+/// Publishes `n` messages `<what> 0`, `<what> 1`, ... to `source`.
+async fn publish_n<C: Client>(client: &C, source: &str, what: &str, n: usize) {
+    let publisher = client.publisher();
+    for i in 0..n {
+        publisher
+            .publish(source, Message::new(format!("{what} {i}")))
+            .await
+            .unwrap();
+    }
+}
+
 /// `wharf status <url> <source> --group <group> --json` over `window` (a look a
 /// second); returns the group's verdict and the whole report.
 async fn status(url: &str, source: &str, group: &str, window: &str) -> (String, Value) {
@@ -180,23 +191,11 @@ where
             // The consumer ran and handled what there was, then went away.
             let ran = CancellationToken::new();
             let consumer = consume(client, &source, group, Handling::Fast, ran.clone());
-            for i in 0..5 {
-                client
-                    .publisher()
-                    .publish(&source, Message::new(format!("early {i}")))
-                    .await
-                    .unwrap();
-            }
+            publish_n(client, &source, "early", 5).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
             ran.cancel();
             consumer.await.unwrap();
-            for i in 0..20 {
-                client
-                    .publisher()
-                    .publish(&source, Message::new(format!("waiting {i}")))
-                    .await
-                    .unwrap();
-            }
+            publish_n(client, &source, "waiting", 20).await;
         }
         "failing" => {
             tasks.push(consume(

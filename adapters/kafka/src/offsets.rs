@@ -410,6 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn a_map_too_fragmented_for_the_broker_is_not_made() {
+        // Offset 0 stuck, every other offset after it settled: two runs per offset,
+        // past what a commit's metadata may hold. The store then commits the plain
+        // watermark (and counts it).
+        let mut t = Tracker::default();
+        for o in 0..20_000 {
+            t.register(o);
+        }
+        for o in (2..20_000).step_by(2) {
+            t.settle(o);
+        }
+        assert_eq!(t.position(), Some(0));
+        assert_eq!(t.offset_map(0), None);
+        // A few settled offsets fit.
+        let mut t = Tracker::default();
+        for o in 0..100 {
+            t.register(o);
+        }
+        t.settle(50);
+        assert!(t.offset_map(0).is_some_and(|m| !m.is_empty()));
+    }
+
+    #[test]
     fn watermark_moves_only_over_a_settled_prefix() {
         let mut t = Tracker::default();
         for o in 5..=8 {

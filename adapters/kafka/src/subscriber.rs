@@ -418,26 +418,23 @@ fn queue(
                 return Queued::Skipped;
             };
             let mut tracker = state.tracker();
-            match tracker.register(record.offset()) {
-                Registered::Handed => {}
+            let skipped = match tracker.register(record.offset()) {
+                Registered::Handed => None,
                 Registered::Reread => {
-                    tracing::debug!(
-                        topic,
-                        partition = record.partition(),
-                        offset = record.offset(),
-                        "record read again while in flight or done; not handed out twice"
-                    );
-                    return Queued::Skipped;
+                    Some("record read again while in flight or done; not handed out twice")
                 }
-                Registered::Settled => {
-                    tracing::debug!(
-                        topic,
-                        partition = record.partition(),
-                        offset = record.offset(),
-                        "record settled before the last stop (the commit's offset map); not handed out again"
-                    );
-                    return Queued::Skipped;
-                }
+                Registered::Settled => Some(
+                    "record settled before the last stop (the commit's offset map); not handed out again",
+                ),
+            };
+            if let Some(why) = skipped {
+                tracing::debug!(
+                    topic,
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "{why}"
+                );
+                return Queued::Skipped;
             }
             let uncommitted = tracker.uncommitted();
             drop(tracker);

@@ -388,13 +388,8 @@ impl TopicState {
     /// Messages published and not yet settled by `group`.
     pub(crate) fn pending(&self, group: GroupIndex) -> u64 {
         let g = &self.groups[group];
-        let unsettled = g
-            .slots
-            .iter()
-            .filter(|s| s.state != SlotState::Settled)
-            .count() as u64;
         let fresh = self.end() - (g.low + g.slots.len() as u64);
-        unsettled + fresh
+        self.unsettled(group) + fresh
     }
 
     /// Offsets `group` has settled: everything below its window, and the settled slots
