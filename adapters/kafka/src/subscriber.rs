@@ -182,8 +182,12 @@ impl ConsumerContext for GroupContext {
 
 /// How long an assignment waits for the committed offsets' metadata (the offset maps);
 /// without an answer the partitions start without one (everything after the committed
-/// offset is handled again, as before offset maps).
-const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
+/// offset is handled again, as before offset maps). The fetch runs in the rebalance
+/// callback, on the driver's runtime worker, so the bound is short: a coordinator still
+/// loading after a broker restart must not hold the driver for long. (With a 5 s bound a
+/// chaos run's consumer once missed its 30 s stop deadline after a broker restart;
+/// whether this fetch was part of it is not known.)
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The offset maps committed for the partitions of `tpl`: per partition the ranges
 /// settled above the committed offset.
